@@ -1,0 +1,90 @@
+"""Applying a configuration to a model: which tensors train, and how BatchNorm behaves.
+
+Table 1 distinguishes training all parameters, only the BN parameters, and updating the BN
+statistics. `apply_configuration` sets `requires_grad` per parameter group and resets the BN
+statistics where the configuration says so; `train_mode` puts the model in training mode with
+BN frozen (running statistics, no updates) where the configuration freezes statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from repro.configs import BN_EVAL, STATS_FROZEN, STATS_RESET, Configuration
+from repro.model import bn_layers, parameter_group_of
+
+
+def apply_configuration(model: nn.Module, config: Configuration) -> list[nn.Parameter]:
+    """Freeze and unfreeze `model`'s parameters for `config`; reset BN statistics if it says so.
+
+    Call once, before training starts (a reset is not repeated on resume). Returns the trainable
+    parameters, in model order, for the optimiser.
+    """
+    group_of = parameter_group_of(model)
+    trainable = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(group_of[name] in config.trainable)
+        if param.requires_grad:
+            trainable.append(param)
+    if config.bn_stats == STATS_RESET:
+        # Section 3.3: "resetting the statistics before forwarding adversarial examples".
+        for _, layer in bn_layers(model):
+            layer.reset_running_stats()
+    return trainable
+
+
+def train_mode(model: nn.Module, config: Configuration) -> None:
+    """Put `model` in training mode as `config` trains it.
+
+    BN layers use batch statistics and update their running statistics, except under
+    STATS_FROZEN, where they stay in eval mode: they normalise with the stored statistics
+    throughout and never update them (BN ONLY PARAMS, Section 3.3).
+    """
+    model.train()
+    if config.bn_stats == STATS_FROZEN:
+        for _, layer in bn_layers(model):
+            layer.eval()
+
+
+def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of every BN running statistic and counter, keyed by state-dict name."""
+    return {
+        f"{name}.{b}": buf.detach().clone()
+        for name, layer in bn_layers(model)
+        for b, buf in layer.named_buffers()
+    }
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module, bn_mode: str | None = None) -> Iterator[None]:
+    """Run a block with `model` in `bn_mode` ("train"/"eval"/None = as is), then restore it.
+
+    On exit the module modes, `requires_grad` flags, `.grad` tensors and BN running statistics
+    are exactly what they were on entry. Inside, no parameter requires a gradient, so a backward
+    pass computes input gradients only (no weight-gradient work).
+    """
+    modes = {m: m.training for m in model.modules()}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    grads = {p: p.grad for p in model.parameters()}
+    buffers = bn_buffers(model)
+    try:
+        if bn_mode is not None:
+            for _, layer in bn_layers(model):
+                layer.train(bn_mode != BN_EVAL)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = grads[p]
+        with torch.no_grad():
+            state = dict(model.named_buffers())
+            for name, value in buffers.items():
+                state[name].copy_(value)

@@ -1,0 +1,162 @@
+"""PGD under the L-infinity threat model (Section 3.2: eps = 8/255, 10 iterations)."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn import functional as F
+
+from repro.attacks import PGDSettings, pgd
+from repro.freeze import bn_buffers
+from repro.model import ResNet20
+
+EPS = 8 / 255
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    return ResNet20(width=2).eval()
+
+
+def random_batch(seed: int, n: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    epsilon=st.floats(0, 32 / 255),
+    step_size=st.floats(0, 8 / 255),
+    steps=st.integers(1, 4),
+    random_start=st.booleans(),
+)
+def test_stays_in_eps_ball(small_model, seed, epsilon, step_size, steps, random_start):
+    images, labels = random_batch(seed)
+    adv = pgd(small_model, images, labels, epsilon=epsilon, step_size=step_size, steps=steps,
+              random_start=random_start, seed=seed)
+    distance = (adv - images).abs().max().item()
+    assert distance <= epsilon + 1e-7, f"||x_adv - x||_inf = {distance} > eps = {epsilon}"
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), epsilon=st.floats(0, 1), step_size=st.floats(0, 1), steps=st.integers(1, 3))
+def test_stays_in_image_range(small_model, seed, epsilon, step_size, steps):
+    images, labels = random_batch(seed)
+    adv = pgd(small_model, images, labels, epsilon=epsilon, step_size=step_size, steps=steps, seed=seed)
+    assert adv.min() >= 0 and adv.max() <= 1, f"x_adv left [0, 1]: [{adv.min()}, {adv.max()}]"
+
+
+def test_zero_epsilon_returns_input(small_model):
+    images, labels = random_batch(0)
+    adv = pgd(small_model, images, labels, epsilon=0.0, step_size=2 / 255, steps=3)
+    assert torch.equal(adv, images), "eps = 0 must return x unchanged"
+
+
+def test_same_seed_same_result(small_model):
+    images, labels = random_batch(1)
+    first = pgd(small_model, images, labels, epsilon=EPS, steps=2, seed=7)
+    second = pgd(small_model, images, labels, epsilon=EPS, steps=2, seed=7)
+    assert torch.equal(first, second), "the same seed must reproduce the attack"
+
+
+def test_seed_controls_random_start(small_model):
+    images, labels = random_batch(1)
+    first = pgd(small_model, images, labels, epsilon=EPS, step_size=0.0, steps=1, seed=7)
+    second = pgd(small_model, images, labels, epsilon=EPS, step_size=0.0, steps=1, seed=8)
+    assert not torch.equal(first, second), "different seeds must give different random starts"
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("bn_mode", [None, "train", "eval"])
+def test_leaves_model_as_found(mode, bn_mode):
+    torch.manual_seed(0)
+    model = ResNet20(width=2).train(mode == "train")
+    model.fc.weight.requires_grad_(False)  # a mixed frozen/trainable state must survive too
+    images, labels = random_batch(2)
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    modes = {n: m.training for n, m in model.named_modules()}
+    buffers = bn_buffers(model)
+    pgd(model, images, labels, epsilon=EPS, steps=2, seed=0, bn_mode=bn_mode)
+    assert all(torch.equal(p, params[n]) for n, p in model.named_parameters()), "parameters changed"
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags, "requires_grad changed"
+    assert {n: m.training for n, m in model.named_modules()} == modes, "train/eval modes changed"
+    assert all(torch.equal(b, buffers[n]) for n, b in bn_buffers(model).items()), "BN statistics changed"
+
+
+def test_accumulates_no_parameter_gradient(small_model):
+    images, labels = random_batch(3)
+    pgd(small_model, images, labels, epsilon=EPS, steps=2, seed=0)
+    grads = [n for n, p in small_model.named_parameters() if p.grad is not None]
+    assert grads == [], f"the attack left gradients on {grads}"
+
+
+def test_keeps_existing_parameter_gradients():
+    model = ResNet20(width=2)
+    images, labels = random_batch(3)
+    F.cross_entropy(model(images), labels).backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    pgd(model, images, labels, epsilon=EPS, steps=2, seed=0)
+    assert all(torch.equal(p.grad, before[n]) for n, p in model.named_parameters()), ".grad was modified"
+
+
+@pytest.fixture(scope="module")
+def attacked(trained_tiny_model):
+    """Clean and PGD-10 (eps = 8/255) loss and accuracy of the trained fixture model."""
+    model, images, labels = trained_tiny_model
+    adv = pgd(model, images, labels, epsilon=EPS, steps=10, seed=0)
+    with torch.no_grad():
+        clean_logits, adv_logits = model(images), model(adv)
+    return {
+        "clean_loss": F.cross_entropy(clean_logits, labels).item(),
+        "adv_loss": F.cross_entropy(adv_logits, labels).item(),
+        "clean_acc": (clean_logits.argmax(1) == labels).float().mean().item(),
+        "adv_acc": (adv_logits.argmax(1) == labels).float().mean().item(),
+    }
+
+
+def test_fixture_model_has_learned(attacked):
+    assert attacked["clean_acc"] > 0.5, f"the trained fixture must be far above chance: {attacked}"
+
+
+def test_raises_loss_on_trained_model(attacked):
+    assert attacked["adv_loss"] > attacked["clean_loss"], f"PGD did not raise the loss: {attacked}"
+
+
+def test_lowers_accuracy_on_trained_model(attacked):
+    assert attacked["adv_acc"] < attacked["clean_acc"] - 0.2, f"PGD did not lower accuracy: {attacked}"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epsilon": -0.1}, "epsilon"),
+        ({"epsilon": float("nan")}, "epsilon"),
+        ({"epsilon": 1.5}, "epsilon"),
+        ({"steps": 0}, "steps"),
+        ({"step_size": -1.0}, "step_size"),
+    ],
+)
+def test_bad_threat_model_raises(small_model, kwargs, message):
+    images, labels = random_batch(0)
+    with pytest.raises(ValueError, match=message):
+        pgd(small_model, images, labels, **kwargs)
+
+
+def test_images_outside_unit_range_raise(small_model):
+    images, labels = random_batch(0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        pgd(small_model, images * 255, labels)
+
+
+def test_mismatched_batch_sizes_raise(small_model):
+    images, labels = random_batch(0)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        pgd(small_model, images, labels[:2])
+
+
+def test_settings_validate():
+    with pytest.raises(ValueError, match="steps"):
+        PGDSettings(steps=0)

@@ -1,0 +1,75 @@
+"""Equation 1: BatchNorm in eval mode is the per-channel affine map m*z + b."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from repro.bn_analysis import fold_bn, fold_conv_bn, fold_model
+from repro.model import ResNet20, bn_layers
+
+finite = st.floats(-10, 10, allow_nan=False)
+positive = st.floats(1e-3, 100, allow_nan=False)
+
+
+@st.composite
+def bn_layer(draw, max_channels=6):
+    """An eval-mode float64 BN layer with arbitrary gamma, beta, mu and sigma^2 > 0."""
+    channels = draw(st.integers(1, max_channels))
+    layer = nn.BatchNorm2d(channels, eps=draw(st.sampled_from([1e-5, 1e-3, 0.1]))).double().eval()
+    vector = lambda values: torch.tensor(draw(st.lists(values, min_size=channels, max_size=channels)), dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(vector(finite))
+        layer.bias.copy_(vector(finite))
+        layer.running_mean.copy_(vector(finite))
+        layer.running_var.copy_(vector(positive))
+    return layer
+
+
+@settings(max_examples=50, deadline=None)
+@given(layer=bn_layer(), seed=st.integers(0, 2**31), scale=st.floats(0.1, 100))
+def test_eval_bn_equals_m_z_plus_b(layer, seed, scale):
+    z = scale * torch.randn(3, layer.num_features, 4, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    m, b = fold_bn(layer)
+    folded = m.view(1, -1, 1, 1) * z + b.view(1, -1, 1, 1)
+    with torch.no_grad():
+        expected = layer(z)
+    assert torch.allclose(folded, expected, rtol=1e-10, atol=1e-10), "eval BN != m*z + b"
+
+
+@settings(max_examples=30, deadline=None)
+@given(layer=bn_layer(), seed=st.integers(0, 2**31), bias=st.booleans(), stride=st.sampled_from([1, 2]))
+def test_conv_then_bn_folds_into_one_conv(layer, seed, bias, stride):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(3, layer.num_features, 3, stride, 1, bias=bias).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        expected = layer(conv(x))
+        actual = fold_conv_bn(conv, layer)(x)
+    assert torch.allclose(actual, expected, rtol=1e-9, atol=1e-9), "folded conv differs from conv + BN"
+
+
+def test_hand_computed_example():
+    layer = nn.BatchNorm2d(2, eps=1.0).eval()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([2.0, -3.0]))
+        layer.bias.copy_(torch.tensor([0.5, 1.0]))
+        layer.running_mean.copy_(torch.tensor([1.0, -2.0]))
+        layer.running_var.copy_(torch.tensor([3.0, 8.0]))
+    m, b = fold_bn(layer)
+    # m = gamma / sqrt(var + eps): 2/2, -3/3; b = beta - gamma*mu/sqrt(var + eps): 0.5 - 1, 1 - 2.
+    assert torch.allclose(m, torch.tensor([1.0, -1.0])), f"m = {m}"
+    assert torch.allclose(b, torch.tensor([-0.5, -1.0])), f"b = {b}"
+
+
+def test_fold_model_covers_every_bn_layer_in_order():
+    model = ResNet20(width=2)
+    folded = fold_model(model)
+    assert [f.name for f in folded] == [n for n, _ in bn_layers(model)], "one entry per BN layer, in order"
+    assert all(f.m.shape == (layer.num_features,) for f, (_, layer) in zip(folded, bn_layers(model))), "m per channel"
+
+
+def test_untracked_statistics_are_rejected():
+    with pytest.raises(ValueError, match="running statistics"):
+        fold_bn(nn.BatchNorm2d(3, track_running_stats=False))
