@@ -110,6 +110,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding="latin1")
+        # The official batches have str keys under latin1; other writers use bytes keys.
+        entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
         images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
     except Exception as error:  # any unreadable batch is the same user-facing problem

@@ -1,0 +1,217 @@
+"""The `repro` command: list, train, evaluate and reproduce the paper's Table 2.
+
+`repro reproduce` with no arguments runs every configuration at the smoke budget on the built-in
+data (no download), then prints a Table 2 style summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from repro.budgets import BUDGETS, get_budget
+from repro.checkpoint import CheckpointError
+from repro.configs import CONFIGURATIONS, UnknownConfigurationError, get_configuration
+from repro.data import DataError
+from repro.expected import load_expected
+from repro.pipeline import Pipeline, RunSettings, dependency_order
+from repro.provenance import resolve_device
+from repro.timing import estimate_seconds
+from repro.training import RunExistsError, TrainingDivergedError
+
+SLOW_RUN_SECONDS = 4 * 3600  # runs estimated longer than this on a CPU need --allow-slow
+
+
+class TqdmReporter:
+    """Progress bars: one per training run, showing epoch, loss and accuracy."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def training(self, config, total_steps):
+        return _TrainingBar(config, total_steps, self.enabled)
+
+
+class _TrainingBar:
+    def __init__(self, config, total_steps, enabled):
+        self.config = config
+        self.log_epochs = enabled and not sys.stderr.isatty()  # no bar in a log file: a line per epoch
+        self.bar = tqdm(total=total_steps, desc=f"train {config.id}", unit="step", disable=None if enabled else True,  # None: bars only on a terminal
+                        dynamic_ncols=True, leave=True)
+
+    def on_step(self, step):
+        self.bar.n = step + 1
+        self.bar.refresh() if self.bar.n % 10 == 0 else None
+
+    def progress(self, info):
+        if self.log_epochs:
+            print(f"train {self.config.id}: epoch {info['epoch']}/{info['epochs']} loss {info['loss']:.3f} "
+                  f"acc {info['accuracy']:.3f} ({info['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        self.bar.set_postfix(epoch=f"{info['epoch']}/{info['epochs']}", loss=f"{info['loss']:.3f}",
+                             acc=f"{info['accuracy']:.3f}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+        return False
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def settings_from(args) -> RunSettings:
+    budget = get_budget(args.budget, parse_overrides(args.set))
+    return RunSettings(
+        budget=budget, seed=args.seed, out=Path(args.out), device=resolve_device(args.device),
+        data_dir=Path(args.data_dir) if args.data_dir else None, download=args.download,
+        allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
+    )
+
+
+def check_affordable(settings: RunSettings, configs, allow_slow: bool) -> None:
+    """Refuse a run a CPU would take many hours over, unless --allow-slow."""
+    if settings.device.type != "cpu" or allow_slow:
+        return
+    seconds = estimate_seconds(settings.budget, configs, settings.device,
+                               n_train=settings.budget.n_train or 50_000)
+    if seconds > SLOW_RUN_SECONDS:
+        raise ValueError(
+            f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU; "
+            "run it on a GPU (--device cuda), pick a smaller budget (--budget smoke or cifar_cpu), "
+            "or pass --allow-slow to go ahead"
+        )
+
+
+def cmd_list(args) -> int:
+    print(f"{'id':<26} {'paper label':<32} {'starts from':<12} {'objective':<20} {'all':<4} {'BN params':<10} {'BN stats':<18}")
+    for c in CONFIGURATIONS.values():
+        print(f"{c.id:<26} {c.label:<32} {c.init:<12} {c.objective:<20} {'yes' if c.trains_all else 'no':<4} "
+              f"{'yes' if c.trains_bn_params else 'no':<10} {c.bn_stats:<18}")
+    print(f"\nbudgets: {', '.join(BUDGETS)}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    settings = settings_from(args)
+    configs = [get_configuration(c) for c in args.configs]
+    check_affordable(settings, dependency_order(args.configs), args.allow_slow)
+    pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
+    for config in configs:  # trained_model trains NORMAL first where a row needs it
+        pipeline.trained_model(config, restart=settings.restart)
+        print(f"{config.id}: trained -> {pipeline.folder(config)}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    settings = settings_from(args)
+    pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
+    for config_id in args.configs:
+        config = get_configuration(config_id)
+        from repro.training import load_trained_model
+
+        load_trained_model(pipeline.folder(config), config, settings.budget, settings.seed)  # clear error if untrained
+        record = pipeline.result(config, reuse=False)
+        m = record["metrics"]
+        print(f"{config.id}: clean error {m['clean_error']:.2f}%, AutoAttack error {m['autoattack_error']:.2f}%, "
+              f"PGD error {m['pgd_error']:.2f}% -> {pipeline.folder(config) / 'result.json'}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    settings = settings_from(args)
+    ids = args.configs or list(CONFIGURATIONS)
+    for config_id in ids:
+        get_configuration(config_id)
+    configs = dependency_order(ids)
+    check_affordable(settings, configs, args.allow_slow)
+    started = time.perf_counter()
+    pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
+    records = {c.id: pipeline.result(c) for c in configs}
+    print(summary_table(records, load_expected()))
+    print(f"\n{len(records)} configurations, budget {settings.budget.name}, seed {settings.seed}, "
+          f"{time.perf_counter() - started:.0f} s; results in {Path(settings.out) / settings.budget.name}")
+    return 0
+
+
+def summary_table(records: dict[str, dict], expected: dict) -> str:
+    """Table 2 side by side: paper and measured clean and robust error (percent)."""
+    lines = [f"{'Model':<32} {'clean paper':>11} {'measured':>9} {'robust paper':>12} {'AutoAttack':>10} {'PGD':>6}"]
+    for config_id, record in records.items():
+        paper = expected["table2"][config_id]
+        m = record["metrics"]
+        lines.append(f"{paper['label']:<32} {paper['clean_error']:>11.2f} {m['clean_error']:>9.2f} "
+                     f"{paper['robust_error']:>12.1f} {m['autoattack_error']:>10.1f} {m['pgd_error']:>6.1f}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--budget", default="smoke", choices=list(BUDGETS),
+                        help="compute budget (default: smoke, built-in data on a CPU)")
+    common.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a budget field, e.g. --set epochs_clean=10 --set epsilon=8/255")
+    common.add_argument("--data-dir", help="folder containing (or to receive) cifar-10-batches-py/")
+    common.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
+    common.add_argument("--allow-unverified-data", action="store_true",
+                        help="accept CIFAR-10 files whose checksums differ from the official ones (recorded in results)")
+    common.add_argument("--out", default="runs", help="run folder (default: runs/)")
+    common.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--resume", action="store_true", help="continue interrupted runs from their checkpoints")
+    common.add_argument("--restart", action="store_true", help="discard existing checkpoints of the named runs")
+    common.add_argument("--allow-slow", action="store_true", help="run even if a CPU would take many hours")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the configurations, their paper labels and Table 1 flags").set_defaults(func=cmd_list)
+    p = sub.add_parser("train", parents=[common], help="train configurations (NORMAL first where needed)")
+    p.add_argument("configs", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", parents=[common], help="evaluate trained configurations")
+    p.add_argument("configs", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("reproduce", parents=[common], help="train and evaluate everything; print Table 2")
+    p.add_argument("--configs", nargs="+", metavar="ID", help="a subset of configurations (default: all)")
+    p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+USER_ERRORS = (UnknownConfigurationError, DataError, CheckpointError, RunExistsError, TrainingDivergedError, ValueError)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # a kill ends like Ctrl-C: the last epoch's checkpoint is already on disk
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        print(f"repro: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nrepro: interrupted; finished epochs are checkpointed, continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Orchestration: data once, configurations in dependency order, results with provenance.
+
+Run folders are `OUT/BUDGET/seedSEED/CONFIG_ID/` holding `checkpoint.pt` and `result.json`.
+Fine-tuning rows (Table 1 "Fine-tune") start from NORMAL of the same budget and seed, which is
+trained once and reused; a per-folder lock makes concurrent runs wait for each other instead of
+training the same row twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from repro.budgets import Budget
+from repro.checkpoint import atomic_write_json, run_lock
+from repro.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL, Configuration
+from repro.data import CIFAR10, Dataset, load_cifar10, synthetic_dataset
+from repro.evaluate import evaluate
+from repro.model import ResNet20
+from repro.provenance import device_description, git_commit, library_versions
+from repro.training import CHECKPOINT_NAME, is_complete, load_trained_model, train
+
+RESULT_NAME = "result.json"
+SYNTHETIC_DATA_SEED = 0  # the built-in data is the same task for every training seed, like CIFAR-10
+
+
+@dataclass
+class RunSettings:
+    """Everything a command-line invocation decides besides the configurations."""
+
+    budget: Budget
+    seed: int = 0
+    out: Path = Path("runs")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data_dir: Path | None = None
+    download: bool = False
+    allow_unverified_data: bool = False
+    resume: bool = False
+    restart: bool = False
+
+
+def load_data(settings: RunSettings) -> Dataset:
+    """The budget's dataset, trimmed to its training subset, on the run's device."""
+    budget = settings.budget
+    if budget.dataset == CIFAR10:
+        if settings.data_dir is None:
+            from repro.data import DataError
+
+            raise DataError("the budget uses CIFAR-10: pass --data-dir DIR (and --download to fetch it there)")
+        data = load_cifar10(settings.data_dir, download=settings.download,
+                            allow_unverified=settings.allow_unverified_data)
+    else:
+        data = synthetic_dataset(budget.n_train or 50_000, budget.n_test or 10_000, seed=SYNTHETIC_DATA_SEED)
+    if budget.n_train is not None:
+        data.train_images, data.train_labels = data.train_images[:budget.n_train], data.train_labels[:budget.n_train]
+    return data.to(settings.device)
+
+
+def dependency_order(config_ids: list[str]) -> list[Configuration]:
+    """The configurations asked for, NORMAL first when a fine-tuning row needs it; Table 2 order."""
+    wanted = set(config_ids)
+    if any(CONFIGURATIONS[c].init == FROM_NORMAL for c in wanted):
+        wanted.add(NORMAL.id)
+    return [c for c in CONFIGURATIONS.values() if c.id in wanted]
+
+
+class Pipeline:
+    """Trains and evaluates configurations under one RunSettings, reusing finished work."""
+
+    def __init__(self, settings: RunSettings, reporter=None):
+        self.settings = settings
+        self.reporter = reporter  # optional: .training(config, total_steps) -> context with on_step/progress
+        self._data: Dataset | None = None
+        self._restarted: set[str] = set()
+
+    @property
+    def data(self) -> Dataset:
+        if self._data is None:
+            self._data = load_data(self.settings)
+        return self._data
+
+    def folder(self, config: Configuration) -> Path:
+        s = self.settings
+        return Path(s.out) / s.budget.name / f"seed{s.seed}" / config.id
+
+    def trained_model(self, config: Configuration, restart: bool = False) -> tuple[ResNet20, float]:
+        """The trained model of `config` (on the device) and its training seconds; trains if needed."""
+        s = self.settings
+        folder = self.folder(config)
+        with run_lock(folder):
+            if restart and config.id not in self._restarted:
+                for name in (CHECKPOINT_NAME, RESULT_NAME):
+                    (folder / name).unlink(missing_ok=True)
+                self._restarted.add(config.id)
+            if not is_complete(folder, config, s.budget, s.seed):
+                initial = None
+                if config.init == FROM_NORMAL:
+                    initial, _ = self.trained_model(NORMAL)
+                steps = (len(self.data.train_labels) // s.budget.batch_size) * s.budget.epochs_for(
+                    config.objective, config.init == FROM_NORMAL)
+                hooks = self.reporter.training(config, steps) if self.reporter else _NoHooks()
+                with hooks:
+                    train(config, s.budget, self.data, folder, seed=s.seed, device=s.device,
+                          initial_model=initial, resume=s.resume,
+                          on_step=hooks.on_step, progress=hooks.progress)
+            model, seconds = load_trained_model(folder, config, s.budget, s.seed)
+        return model.to(s.device), seconds
+
+    def result(self, config: Configuration, reuse: bool = True) -> dict:
+        """Train (if needed) and evaluate `config`; writes and returns its result record."""
+        s = self.settings
+        path = self.folder(config) / RESULT_NAME
+        if reuse and not s.restart and path.exists():
+            record = json.loads(path.read_text())
+            if record.get("identity") == self._identity(config):
+                return record
+        model, train_seconds = self.trained_model(config, restart=s.restart)
+        started = time.perf_counter()
+        metrics, timings = evaluate(model, self.data, s.budget, seed=s.seed)
+        record = {
+            "identity": self._identity(config),
+            "config": asdict(config),
+            "metrics": metrics,
+            "budget": asdict(s.budget),
+            "seed": s.seed,
+            "provenance": {
+                "git_commit": git_commit(),
+                "versions": library_versions(),
+                "device": device_description(s.device),
+                "data": self.data.provenance(),
+            },
+            "wall_seconds": {"train": train_seconds, **{f"eval_{k}": v for k, v in timings.items()},
+                             "eval_total": time.perf_counter() - started},
+        }
+        atomic_write_json(path, record)
+        return record
+
+    def _identity(self, config: Configuration) -> dict:
+        s = self.settings
+        return {"config_id": config.id, "budget": asdict(s.budget), "seed": s.seed,
+                "data": self.data.provenance()}
+
+
+class _NoHooks:
+    on_step = None
+    progress = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,143 @@
+"""The training routine: every configuration trains, checkpoints resume exactly, divergence stops."""
+
+import json
+
+import pytest
+import torch
+
+from repro.checkpoint import load_checkpoint
+from repro.configs import CONFIGURATIONS, FROM_NORMAL
+from repro.data import synthetic_dataset
+from repro.pipeline import Pipeline, RunSettings
+from repro.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
+
+
+@pytest.fixture
+def micro_data(micro_budget):
+    return synthetic_dataset(micro_budget.n_train, micro_budget.n_test, seed=0)
+
+
+@pytest.fixture(scope="module")
+def micro_results(tmp_path_factory):
+    """Every configuration trained and evaluated once at the micro budget, through the pipeline."""
+    import dataclasses
+
+    from repro.budgets import SMOKE
+
+    budget = dataclasses.replace(
+        SMOKE, name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=1,
+        epochs_adversarial=1, epochs_finetune=1, train_attack_steps=1, eval_pgd_steps=2, n_robust=32,
+        autoattack_iterations=2, eval_batch_size=64,
+    )
+    out = tmp_path_factory.mktemp("runs")
+    pipeline = Pipeline(RunSettings(budget=budget, out=out))
+    return pipeline, {c.id: pipeline.result(c) for c in CONFIGURATIONS.values()}
+
+
+@pytest.mark.parametrize("config_id", CONFIGURATIONS)
+def test_every_configuration_trains_and_evaluates(micro_results, config_id):
+    _, results = micro_results
+    metrics = results[config_id]["metrics"]
+    for key in ("clean_error", "pgd_error", "autoattack_error"):
+        assert 0 <= metrics[key] <= 100, f"{config_id}: {key} = {metrics[key]} is not a percentage"
+    assert metrics["n_robust"] == 32, f"{config_id}: robust error on the first n_robust images"
+
+
+@pytest.mark.parametrize("config_id", CONFIGURATIONS)
+def test_result_file_carries_provenance(micro_results, config_id):
+    pipeline, _ = micro_results
+    record = json.loads((pipeline.folder(CONFIGURATIONS[config_id]) / "result.json").read_text())
+    provenance = record["provenance"]
+    assert set(provenance) == {"git_commit", "versions", "device", "data"}, f"provenance fields: {sorted(provenance)}"
+    assert provenance["data"]["checksum_status"] == "generated", "data source recorded"
+    assert record["config"]["id"] == config_id and record["budget"]["name"] == "micro", "configuration and budget recorded"
+    assert record["wall_seconds"]["train"] > 0, "training wall time recorded"
+
+
+@pytest.mark.parametrize("config_id", [c.id for c in CONFIGURATIONS.values() if c.init == FROM_NORMAL])
+def test_fine_tuning_starts_from_trained_normal(micro_results, config_id):
+    pipeline, _ = micro_results
+    normal = load_checkpoint(pipeline.folder(CONFIGURATIONS["normal"]) / CHECKPOINT_NAME)["model"]
+    tuned = load_checkpoint(pipeline.folder(CONFIGURATIONS[config_id]) / CHECKPOINT_NAME)["model"]
+    frozen_conv = "blocks.4.conv1.weight"  # trained by no fine-tuning row
+    assert torch.equal(normal[frozen_conv], tuned[frozen_conv]), f"{config_id} did not start from NORMAL"
+
+
+def test_normal_is_trained_once(micro_results):
+    pipeline, _ = micro_results
+    state = load_checkpoint(pipeline.folder(CONFIGURATIONS["normal"]) / CHECKPOINT_NAME)
+    assert state["epoch"] == state["epochs"] == 1, "NORMAL trained exactly its epochs, not again per fine-tuning row"
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_at(step):
+    def on_step(current):
+        if current == step:
+            raise Interrupt
+    return on_step
+
+
+@pytest.mark.parametrize("config_id", ["normal", "adv", "bn_stats_reset", "bn_params"])
+def test_resume_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, config_id):
+    config = CONFIGURATIONS[config_id]
+    initial = None
+    if config.init == FROM_NORMAL:
+        initial = train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path / "normal", seed=0)
+    full = train(config, micro_budget, micro_data, tmp_path / "full", seed=0, initial_model=initial)
+    steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+    with pytest.raises(Interrupt):  # in the middle of the second epoch
+        train(config, micro_budget, micro_data, tmp_path / "cut", seed=0, initial_model=initial,
+              on_step=interrupt_at(steps_per_epoch + 1))
+    resumed = train(config, micro_budget, micro_data, tmp_path / "cut", seed=0, initial_model=initial, resume=True)
+    full_state, resumed_state = full.state_dict(), resumed.state_dict()
+    different = [k for k in full_state if not torch.equal(full_state[k], resumed_state[k])]
+    assert different == [], f"{config_id}: resumed run differs from uninterrupted run in {different}"
+
+
+def test_existing_run_needs_resume_flag(tmp_path, micro_budget, micro_data):
+    train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
+    with pytest.raises(RunExistsError, match="--resume"):
+        train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
+
+
+def test_resume_refuses_other_seed(tmp_path, micro_budget, micro_data):
+    from repro.checkpoint import CheckpointError
+
+    train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
+    with pytest.raises(CheckpointError, match="seed"):
+        train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=1, resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, micro_data, monkeypatch):
+    import repro.training
+
+    real_step = repro.training.train_step
+    calls = {"n": 0}
+    steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+
+    def diverging_step(*args, **kwargs):
+        loss, correct = real_step(*args, **kwargs)
+        calls["n"] += 1
+        return (torch.tensor(float("nan")) if calls["n"] > steps_per_epoch else loss), correct
+
+    monkeypatch.setattr(repro.training, "train_step", diverging_step)
+    with pytest.raises(TrainingDivergedError, match="epoch 2"):
+        train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 1, "the epoch-1 checkpoint must survive"
+
+
+def test_missing_normal_for_fine_tuning_is_an_error(tmp_path, micro_budget, micro_data):
+    with pytest.raises(ValueError, match="initial_model"):
+        train(CONFIGURATIONS["bn_params"], micro_budget, micro_data, tmp_path, seed=0)
+
+
+@pytest.mark.parametrize(
+    "schedule, progress, expected",
+    [("linear", 0.0, 1.0), ("linear", 0.5, 0.5), ("step", 0.49, 1.0), ("step", 0.5, 0.1), ("step", 0.8, 0.01)],
+)
+def test_lr_schedule(schedule, progress, expected):
+    factor = lr_factor(schedule, int(progress * 1000), 1000)
+    assert factor == pytest.approx(expected), f"{schedule} at {progress:.0%}: {factor}"
