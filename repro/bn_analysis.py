@@ -55,3 +55,9 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> nn.Con
         conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(m)
         fused.bias.copy_(m * conv_bias + b)
     return fused
+
+
+def mean_normalized_weight(model: nn.Module) -> float:
+    """Mean over BN layers of each layer's mean normalized weight m (the quantity of Figure 2)."""
+    per_layer = [f.m.mean() for f in fold_model(model)]
+    return torch.stack(per_layer).mean().item()

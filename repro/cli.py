@@ -19,9 +19,10 @@ from repro.budgets import BUDGETS, get_budget
 from repro.checkpoint import CheckpointError
 from repro.configs import CONFIGURATIONS, UnknownConfigurationError, get_configuration
 from repro.data import DataError
-from repro.expected import load_expected
+from repro.expected import ExpectedResultsError, load_expected
 from repro.pipeline import Pipeline, RunSettings, dependency_order
 from repro.provenance import resolve_device
+from repro.report import write_report
 from repro.timing import estimate_seconds
 from repro.training import RunExistsError, TrainingDivergedError
 
@@ -141,22 +142,24 @@ def cmd_reproduce(args) -> int:
     check_affordable(settings, configs, args.allow_slow)
     started = time.perf_counter()
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
+    expected = load_expected()  # fail on a malformed file before hours of training
     records = {c.id: pipeline.result(c) for c in configs}
-    print(summary_table(records, load_expected()))
+    text, path = write_report(pipeline.run_folder, expected, settings.budget.name)
+    print(text)
     print(f"\n{len(records)} configurations, budget {settings.budget.name}, seed {settings.seed}, "
-          f"{time.perf_counter() - started:.0f} s; results in {Path(settings.out) / settings.budget.name}")
+          f"{time.perf_counter() - started:.0f} s; report: {path}")
     return 0
 
 
-def summary_table(records: dict[str, dict], expected: dict) -> str:
-    """Table 2 side by side: paper and measured clean and robust error (percent)."""
-    lines = [f"{'Model':<32} {'clean paper':>11} {'measured':>9} {'robust paper':>12} {'AutoAttack':>10} {'PGD':>6}"]
-    for config_id, record in records.items():
-        paper = expected["table2"][config_id]
-        m = record["metrics"]
-        lines.append(f"{paper['label']:<32} {paper['clean_error']:>11.2f} {m['clean_error']:>9.2f} "
-                     f"{paper['robust_error']:>12.1f} {m['autoattack_error']:>10.1f} {m['pgd_error']:>6.1f}")
-    return "\n".join(lines)
+def cmd_report(args) -> int:
+    settings = settings_from(args)
+    folder = Pipeline(settings).run_folder
+    if not folder.exists():
+        raise ValueError(f"no runs in {folder}; run `repro reproduce --budget {settings.budget.name}` first")
+    text, path = write_report(folder, load_expected(), settings.budget.name)
+    print(text)
+    print(f"\nreport: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", parents=[common], help="train and evaluate everything; print Table 2")
     p.add_argument("--configs", nargs="+", metavar="ID", help="a subset of configurations (default: all)")
     p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
-USER_ERRORS = (UnknownConfigurationError, DataError, CheckpointError, RunExistsError, TrainingDivergedError, ValueError)
+USER_ERRORS = (ExpectedResultsError, UnknownConfigurationError, DataError, CheckpointError, RunExistsError, TrainingDivergedError, ValueError)
 
 
 def _terminate(signum, frame):

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from repro.attacks import check_threat_model, pgd
+from repro.bn_analysis import mean_normalized_weight
 from repro.budgets import Budget
 from repro.data import Dataset, robust_eval_subset, to_float
 
@@ -100,7 +101,8 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
     timings["clean"] = time.perf_counter() - started
     images, labels = robust_eval_subset(data, budget.n_robust)
     started = time.perf_counter()
-    metrics = {"clean_error": clean, "n_clean": n_test, "n_robust": len(labels)}
+    metrics = {"clean_error": clean, "n_clean": n_test, "n_robust": len(labels),
+               "mean_normalized_weight": mean_normalized_weight(model)}
     metrics.update(pgd_evaluation(model, images, labels, budget, seed))
     timings["pgd"] = time.perf_counter() - started
     started = time.perf_counter()

@@ -1,35 +1,174 @@
-"""The paper's numbers (expected_results.json), loaded and checked."""
+"""The paper's numbers and claims (expected_results.json): loading, validation, checking.
+
+The file is data: Table 1's BN share, Table 2's clean and robust errors with a tolerance and its
+reason per metric, and the paper's qualitative claims, each with the sentence it comes from and a
+relation between measured numbers. A relation reads
+
+    LEFT op RIGHT * times + plus       (op one of <, <=, >, >=)
+    LEFT op value                       (no RIGHT)
+    |LEFT - RIGHT| <= value             (op "|diff|<=")
+
+where LEFT and RIGHT name "CONFIG_ID.METRIC" in the measured results.
+"""
 
 from __future__ import annotations
 
 import json
+import operator
+from dataclasses import dataclass
 from pathlib import Path
 
 from repro.configs import CONFIGURATIONS
 
 EXPECTED_PATH = Path(__file__).resolve().parent.parent / "expected_results.json"
+SCHEMA_VERSION = 1
+METRICS = ("clean_error", "robust_error", "pgd_error", "pgd_cross_entropy", "mean_normalized_weight")
+# Table 2's "robust test error" is AutoAttack's; results store it under this key.
+RESULT_KEY = {"robust_error": "autoattack_error"}
+OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 class ExpectedResultsError(ValueError):
     """expected_results.json is missing or malformed; the message says where."""
 
 
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """A claim checked against measured numbers."""
+
+    id: str
+    sentence: str
+    relation: str  # the relation with the measured numbers filled in
+    passed: bool
+
+
+def _fail(path, where, what):
+    raise ExpectedResultsError(f"{path}: {where}: {what}")
+
+
+def _number(path, where, value, low=None, high=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(path, where, f"must be a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        _fail(path, where, f"must lie in [{low}, {high}], got {value}")
+
+
+def _reference(path, where, ref):
+    if not isinstance(ref, str) or ref.count(".") != 1:
+        _fail(path, where, f"must read CONFIG_ID.METRIC, got {ref!r}")
+    config_id, metric = ref.split(".")
+    if config_id not in CONFIGURATIONS:
+        _fail(path, where, f"unknown configuration {config_id!r}")
+    if metric not in METRICS:
+        _fail(path, where, f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+
+
+def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
+    """Check the structure of an expected-results document; raises ExpectedResultsError."""
+    if not isinstance(doc, dict):
+        _fail(path, "top level", "must be an object")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        _fail(path, "schema_version", f"must be {SCHEMA_VERSION}, got {doc.get('schema_version')!r}")
+    for key in ("protocol", "table1", "table2", "table2_budgets", "claims"):
+        if key not in doc:
+            _fail(path, key, "is missing")
+    _number(path, "table1.bn_parameter_percent", doc["table1"].get("bn_parameter_percent"), 0, 100)
+    table = doc["table2"]
+    if not isinstance(table, dict) or set(table) != set(CONFIGURATIONS):
+        found = sorted(table) if isinstance(table, dict) else table
+        _fail(path, "table2", f"must have exactly the registry's rows {list(CONFIGURATIONS)}, got {found}")
+    for config_id, row in table.items():
+        for key in ("label", "source"):
+            if not isinstance(row.get(key), str):
+                _fail(path, f"table2.{config_id}.{key}", "must be a string")
+        if row["label"] != CONFIGURATIONS[config_id].label:
+            _fail(path, f"table2.{config_id}.label", f"{row['label']!r} is not the registry's {CONFIGURATIONS[config_id].label!r}")
+        for metric in ("clean_error", "robust_error"):
+            entry = row.get(metric)
+            where = f"table2.{config_id}.{metric}"
+            if not isinstance(entry, dict):
+                _fail(path, where, "must be an object with value, tolerance and reason")
+            _number(path, f"{where}.value", entry.get("value"), 0, 100)
+            _number(path, f"{where}.tolerance", entry.get("tolerance"), 0, 100)
+            if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+                _fail(path, f"{where}.reason", "every tolerance needs its reason")
+    ids = set()
+    for index, claim in enumerate(doc["claims"]):
+        where = f"claims[{index}]"
+        for key in ("id", "sentence", "source"):
+            if not isinstance(claim.get(key), str) or not claim[key]:
+                _fail(path, f"{where}.{key}", "must be a non-empty string")
+        if claim["id"] in ids:
+            _fail(path, f"{where}.id", f"duplicate claim id {claim['id']!r}")
+        ids.add(claim["id"])
+        if not isinstance(claim.get("budgets"), list) or not claim["budgets"]:
+            _fail(path, f"{where}.budgets", "must list the budgets the claim is checked at")
+        check = claim.get("check")
+        if not isinstance(check, dict):
+            _fail(path, f"{where}.check", "must be an object")
+        _reference(path, f"{where}.check.left", check.get("left"))
+        op = check.get("op")
+        if op == "|diff|<=":
+            _reference(path, f"{where}.check.right", check.get("right"))
+            _number(path, f"{where}.check.value", check.get("value"), 0)
+        elif op in OPERATORS:
+            if "right" in check:
+                _reference(path, f"{where}.check.right", check["right"])
+                _number(path, f"{where}.check.times", check.get("times", 1.0))
+                _number(path, f"{where}.check.plus", check.get("plus", 0.0))
+            else:
+                _number(path, f"{where}.check.value", check.get("value"))
+        else:
+            _fail(path, f"{where}.check.op", f"must be one of {[*OPERATORS, '|diff|<=']}, got {op!r}")
+    return doc
+
+
 def load_expected(path: Path = EXPECTED_PATH) -> dict:
-    """Load and validate the expected results (Table 1, Table 2 of the paper)."""
+    """Load and validate expected_results.json."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ExpectedResultsError(f"cannot read {path}: {error}") from None
-    table = doc.get("table2")
-    if not isinstance(table, dict):
-        raise ExpectedResultsError(f"{path}: 'table2' must be an object keyed by configuration id")
-    missing = set(CONFIGURATIONS) - set(table)
-    extra = set(table) - set(CONFIGURATIONS)
-    if missing or extra:
-        raise ExpectedResultsError(f"{path}: table2 rows differ from the registry (missing {sorted(missing)}, extra {sorted(extra)})")
-    for config_id, row in table.items():
-        for metric in ("clean_error", "robust_error"):
-            value = row.get(metric)
-            if not isinstance(value, (int, float)) or not 0 <= value <= 100:
-                raise ExpectedResultsError(f"{path}: table2.{config_id}.{metric} must be a percentage, got {value!r}")
-    return doc
+    return validate(doc, path)
+
+
+def measured(results: dict[str, dict], ref: str) -> float:
+    """The measured number CONFIG_ID.METRIC from result records keyed by configuration id."""
+    config_id, metric = ref.split(".")
+    if config_id not in results:
+        raise KeyError(f"no result for {config_id} (needed by {ref})")
+    return results[config_id]["metrics"][RESULT_KEY.get(metric, metric)]
+
+
+def claim_configurations(claim: dict) -> set[str]:
+    """The configuration ids a claim's relation reads."""
+    check = claim["check"]
+    return {check[side].split(".")[0] for side in ("left", "right") if side in check}
+
+
+def check_claim(claim: dict, results: dict[str, dict]) -> ClaimOutcome:
+    """Evaluate one claim's relation on measured results."""
+    check = claim["check"]
+    left = measured(results, check["left"])
+    op = check["op"]
+    if op == "|diff|<=":
+        right = measured(results, check["right"])
+        passed = abs(left - right) <= check["value"]
+        relation = f"|{check['left']} - {check['right']}| = |{left:.3f} - {right:.3f}| <= {check['value']}"
+    elif "right" in check:
+        right = measured(results, check["right"])
+        times, plus = check.get("times", 1.0), check.get("plus", 0.0)
+        bound = right * times + plus
+        passed = OPERATORS[op](left, bound)
+        scaled = check["right"] if times == 1 else f"{times:g}*{check['right']}"
+        offset = f" {'+' if plus >= 0 else '-'} {abs(plus):g}" if plus else ""
+        relation = f"{check['left']} {op} {scaled}{offset}: {left:.3f} {op} {bound:.3f}"
+    else:
+        passed = OPERATORS[op](left, check["value"])
+        relation = f"{check['left']} {op} {check['value']}: {left:.3f} {op} {check['value']}"
+    return ClaimOutcome(claim["id"], claim["sentence"], relation, bool(passed))
+
+
+def within_tolerance(expected_entry: dict, value: float) -> bool:
+    """Whether a measured Table 2 number lies within the paper's value +/- tolerance."""
+    return abs(value - expected_entry["value"]) <= expected_entry["tolerance"]

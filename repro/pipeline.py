@@ -76,6 +76,7 @@ class Pipeline:
         self.reporter = reporter  # optional: .training(config, total_steps) -> context with on_step/progress
         self._data: Dataset | None = None
         self._restarted: set[str] = set()
+        self.trained_here: list[str] = []  # configurations this process trained (not loaded)
 
     @property
     def data(self) -> Dataset:
@@ -83,9 +84,14 @@ class Pipeline:
             self._data = load_data(self.settings)
         return self._data
 
-    def folder(self, config: Configuration) -> Path:
+    @property
+    def run_folder(self) -> Path:
+        """OUT/BUDGET/seedSEED: the folder holding every configuration's run."""
         s = self.settings
-        return Path(s.out) / s.budget.name / f"seed{s.seed}" / config.id
+        return Path(s.out) / s.budget.name / f"seed{s.seed}"
+
+    def folder(self, config: Configuration) -> Path:
+        return self.run_folder / config.id
 
     def trained_model(self, config: Configuration, restart: bool = False) -> tuple[ResNet20, float]:
         """The trained model of `config` (on the device) and its training seconds; trains if needed."""
@@ -103,6 +109,7 @@ class Pipeline:
                 steps = (len(self.data.train_labels) // s.budget.batch_size) * s.budget.epochs_for(
                     config.objective, config.init == FROM_NORMAL)
                 hooks = self.reporter.training(config, steps) if self.reporter else _NoHooks()
+                self.trained_here.append(config.id)
                 with hooks:
                     train(config, s.budget, self.data, folder, seed=s.seed, device=s.device,
                           initial_model=initial, resume=s.resume,

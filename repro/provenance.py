@@ -25,6 +25,17 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def code_version() -> str:
+    """A hash of the package's source files: changes with any edit, committed or not."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries the numbers depend on."""
     versions = {"python": sys.version.split()[0]}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -54,7 +53,7 @@ def attack_seed(seed: int, step: int) -> int:
 
 def run_identity(config: Configuration, budget: Budget, seed: int) -> dict:
     """What a checkpoint must match to be resumed or reused."""
-    return {"config_id": config.id, "budget": asdict(budget), "seed": seed}
+    return {"config_id": config.id, "budget": budget.training_fields(), "seed": seed}
 
 
 def is_complete(folder: Path, config: Configuration, budget: Budget, seed: int) -> bool:

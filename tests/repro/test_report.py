@@ -1,0 +1,15 @@
+"""The report renders every row and every claim from the cached runs."""
+
+from repro.configs import CONFIGURATIONS
+from repro.report import write_report
+
+
+def test_report_renders(results, pipeline, budget, expected):
+    for config_id in CONFIGURATIONS:
+        results[config_id]  # make sure every row exists before rendering
+    text, path = write_report(pipeline.run_folder, expected, budget.name)
+    markdown = path.read_text()
+    missing = [c.label for c in CONFIGURATIONS.values() if f"| {c.label} |" not in markdown]
+    assert missing == [], f"report.md lacks rows {missing}"
+    assert all(claim["id"] in markdown for claim in expected["claims"]), "report.md lacks claims"
+    assert "missing" not in text.split("\n\n")[1], f"terminal table reports missing rows:\n{text}"

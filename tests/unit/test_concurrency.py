@@ -1,0 +1,47 @@
+"""Several workers sharing one run cache: NORMAL is trained once, the fine-tuning rows wait for it.
+
+This is the CPU test of what `pytest -m slow -n N` does on a multi-GPU node.
+"""
+
+import multiprocessing
+
+import pytest
+
+FINE_TUNING = ["bn_stats_no_reset", "bn_params", "bn_only_params"]
+
+
+def worker(out, config_id):
+    import dataclasses
+
+    import torch
+
+    torch.set_num_threads(1)  # three processes on two cores: no oversubscription
+    from repro.budgets import SMOKE
+    from repro.configs import get_configuration
+    from repro.pipeline import Pipeline, RunSettings
+
+    budget = dataclasses.replace(
+        SMOKE, name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=2,
+        epochs_adversarial=1, epochs_finetune=1, train_attack_steps=1, eval_pgd_steps=1, n_robust=16,
+        autoattack_iterations=1, eval_batch_size=64,
+    )
+    pipeline = Pipeline(RunSettings(budget=budget, out=out))
+    record = pipeline.result(get_configuration(config_id))
+    return pipeline.trained_here, record["metrics"]["clean_error"]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shared_cache")
+    with multiprocessing.get_context("spawn").Pool(len(FINE_TUNING)) as pool:
+        return pool.starmap(worker, [(out, config_id) for config_id in FINE_TUNING], chunksize=1)
+
+
+def test_normal_trained_exactly_once(outcomes):
+    trainers = [trained for trained, _ in outcomes if "normal" in trained]
+    assert len(trainers) == 1, f"NORMAL must be trained by exactly one worker, got {[t for t, _ in outcomes]}"
+
+
+def test_every_worker_trained_its_own_row(outcomes):
+    own = [config_id in trained for config_id, (trained, _) in zip(FINE_TUNING, outcomes)]
+    assert all(own), f"each worker trains its fine-tuning row: {[t for t, _ in outcomes]}"

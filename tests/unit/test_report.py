@@ -1,0 +1,60 @@
+"""The report: Table 2 verdicts follow the tolerances; claims are judged only where they apply."""
+
+import copy
+
+from repro.report import claim_rows, render_markdown, table2_rows
+from tests.unit.test_expected import EXPECTED, paper_results
+
+PROVENANCE = {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu", "data": {
+    "dataset": "cifar10", "checksum_status": "verified", "n_train": 50000, "n_test": 10000}}
+
+
+def records(shift=0.0):
+    out = paper_results()
+    for config_id, record in out.items():
+        record["metrics"]["clean_error"] += shift
+        record["metrics"].update(pgd_error=50.0, pgd_cross_entropy=1.0)
+        record["metrics"].setdefault("mean_normalized_weight", 0.0)
+        record.update(seed=0, budget={"name": "paper", "width": 64, "dataset": "cifar10"}, provenance=PROVENANCE)
+    return out
+
+
+def test_paper_numbers_pass_at_paper_budget():
+    verdicts = {r.verdict for r in table2_rows(EXPECTED, records(), "paper")}
+    assert verdicts == {"pass"}, f"the paper's own numbers must pass: {verdicts}"
+
+
+def test_shifted_numbers_fail():
+    failed = [r for r in table2_rows(EXPECTED, records(shift=6.0), "paper") if r.verdict == "FAIL"]
+    assert len(failed) == 11, f"a 6-point clean-error shift must fail every clean row, failed {len(failed)}"
+
+
+def test_table2_not_judged_at_smoke_budget():
+    verdicts = {r.verdict for r in table2_rows(EXPECTED, records(shift=50.0), "smoke")}
+    assert verdicts == {"n/a"}, f"Table 2 tolerances apply at the paper budget only: {verdicts}"
+
+
+def test_missing_rows_are_reported():
+    partial = records()
+    del partial["adv"]
+    rows = [r for r in table2_rows(EXPECTED, partial, "paper") if r.config_id == "adv"]
+    assert {r.verdict for r in rows} == {"missing"}, "a missing result must be shown as missing"
+
+
+def test_claims_not_applicable_at_budget_say_so():
+    verdicts = {c["id"]: v for c, v, _ in claim_rows(EXPECTED, records(), "smoke")}
+    assert verdicts["adv_far_more_robust"] == "n/a", "paper-budget claims are not judged at smoke"
+
+
+def test_markdown_has_provenance_rows_and_claims():
+    markdown = render_markdown(EXPECTED, records(), "paper", figures=["figures/figure1.png"])
+    for needle in ("checksums verified", "| BN PARAMS + log + conv1 |", "bn_params_lowers_normalized_weight",
+                   "![figure1](figures/figure1.png)"):
+        assert needle in markdown, f"report.md lacks {needle!r}"
+
+
+def test_bad_model_fails_claims():
+    broken = copy.deepcopy(records())
+    broken["bn_params"]["metrics"]["autoattack_error"] = 99.8  # fine-tuning bought nothing
+    verdicts = {c["id"]: v for c, v, _ in claim_rows(EXPECTED, broken, "paper")}
+    assert verdicts["bn_params_more_robust_than_normal"] == "FAIL", verdicts
