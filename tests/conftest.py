@@ -1,9 +1,29 @@
 """Shared fixtures: small models and random CIFAR-shaped batches, all made in the test."""
 
+import os
+
 import pytest
 import torch
 
 from repro.model import ResNet20
+
+
+# Options of the reproduction tier (tests/repro); registered here because pytest reads
+# command-line options only from the root conftest.
+def pytest_addoption(parser):
+    group = parser.getgroup("repro", "reproduction tier")
+    group.addoption("--repro-budget", default=os.environ.get("REPRO_BUDGET", "smoke"),
+                    help="budget for tests/repro (env REPRO_BUDGET; default smoke)")
+    group.addoption("--repro-set", default=os.environ.get("REPRO_SET", ""),
+                    help="budget overrides FIELD=VALUE[,FIELD=VALUE] (env REPRO_SET), e.g. to break a run on purpose")
+    group.addoption("--repro-seed", type=int, default=int(os.environ.get("REPRO_SEED", "0")))
+    group.addoption("--repro-cache", default=os.environ.get("REPRO_CACHE", ".repro_cache"),
+                    help="run cache folder (env REPRO_CACHE)")
+    group.addoption("--repro-data-dir", default=os.environ.get("REPRO_DATA_DIR"),
+                    help="folder with cifar-10-batches-py/ (env REPRO_DATA_DIR)")
+    group.addoption("--repro-allow-unverified-data", action="store_true",
+                    default=os.environ.get("REPRO_ALLOW_UNVERIFIED_DATA") == "1")
+
 
 TEST_WIDTH = 4  # small enough for fast CPU tests; the architecture is the paper's
 

@@ -15,26 +15,19 @@ import pytest
 import torch
 
 from repro.budgets import get_budget
+from repro.cli import parse_overrides
 from repro.expected import load_expected
 from repro.pipeline import Pipeline, RunSettings
 from repro.provenance import code_version
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("repro", "reproduction tier")
-    group.addoption("--repro-budget", default=os.environ.get("REPRO_BUDGET", "smoke"),
-                    help="budget for tests/repro (env REPRO_BUDGET; default smoke)")
-    group.addoption("--repro-seed", type=int, default=int(os.environ.get("REPRO_SEED", "0")))
-    group.addoption("--repro-cache", default=os.environ.get("REPRO_CACHE", ".repro_cache"),
-                    help="run cache folder (env REPRO_CACHE)")
-    group.addoption("--repro-data-dir", default=os.environ.get("REPRO_DATA_DIR"),
-                    help="folder with cifar-10-batches-py/ (env REPRO_DATA_DIR)")
-    group.addoption("--repro-allow-unverified-data", action="store_true",
-                    default=os.environ.get("REPRO_ALLOW_UNVERIFIED_DATA") == "1")
+def chosen_budget(config):
+    pairs = [p for p in config.getoption("--repro-set").split(",") if p.strip()]
+    return get_budget(config.getoption("--repro-budget"), parse_overrides(pairs))
 
 
 def pytest_collection_modifyitems(config, items):
-    budget = get_budget(config.getoption("--repro-budget"))
+    budget = chosen_budget(config)
     for item in items:
         if "tests/repro" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.slow)
@@ -52,7 +45,7 @@ def worker_device() -> torch.device:
 
 @pytest.fixture(scope="session")
 def budget(request):
-    budget = get_budget(request.config.getoption("--repro-budget"))
+    budget = chosen_budget(request.config)
     if budget.needs_gpu and not torch.cuda.is_available():
         pytest.skip(f"budget {budget.name} needs a CUDA GPU (width-{budget.width} ResNet-20s for "
                     f"{budget.epochs_clean} epochs would take weeks on a CPU); none is available")

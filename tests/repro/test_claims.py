@@ -4,6 +4,8 @@ import pytest
 
 from repro.expected import check_claim, claim_configurations, load_expected
 
+pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
+
 CLAIMS = load_expected()["claims"]
 
 

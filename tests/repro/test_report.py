@@ -1,7 +1,11 @@
 """The report renders every row and every claim from the cached runs."""
 
+import pytest
+
 from repro.configs import CONFIGURATIONS
 from repro.report import write_report
+
+pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
 
 
 def test_report_renders(results, pipeline, budget, expected):

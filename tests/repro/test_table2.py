@@ -5,6 +5,8 @@ import pytest
 from repro.configs import CONFIGURATIONS
 from repro.expected import RESULT_KEY, load_expected, within_tolerance
 
+pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
+
 EXPECTED = load_expected()
 
 
