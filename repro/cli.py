@@ -21,9 +21,9 @@ from repro.configs import CONFIGURATIONS, UnknownConfigurationError, get_configu
 from repro.data import DataError
 from repro.expected import ExpectedResultsError, load_expected
 from repro.pipeline import Pipeline, RunSettings, dependency_order
-from repro.provenance import resolve_device
+from repro.provenance import device_description, resolve_device
 from repro.report import write_report
-from repro.timing import estimate_seconds
+from repro.timing import estimate_seconds, measure_rates, row_seconds
 from repro.training import RunExistsError, TrainingDivergedError
 
 SLOW_RUN_SECONDS = 4 * 3600  # runs estimated longer than this on a CPU need --allow-slow
@@ -151,6 +151,25 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    settings = settings_from(args)
+    budget, device = settings.budget, settings.device
+    print(f"device: {device_description(device)}")
+    print(f"budget: {budget.name} (width {budget.width}, bf16 {budget.bf16}, compile {budget.compile})")
+    rates = measure_rates(budget, device, repeats=args.repeats)
+    for key, rate in rates.items():
+        print(f"  {key:<20} {rate:10.1f} images/s")
+    n_train = budget.n_train or 50_000
+    total = 0.0
+    print(f"estimated wall time per row ({n_train} training images, {budget.n_robust} attacked):")
+    for config in CONFIGURATIONS.values():
+        seconds = row_seconds(config, budget, rates, n_train)
+        total += seconds
+        print(f"  {config.label:<32} {seconds / 60:10.1f} min")
+    print(f"  {'total':<32} {total / 3600:10.2f} h")
+    return 0
+
+
 def cmd_report(args) -> int:
     settings = settings_from(args)
     folder = Pipeline(settings).run_folder
@@ -192,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", parents=[common], help="train and evaluate everything; print Table 2")
     p.add_argument("--configs", nargs="+", metavar="ID", help="a subset of configurations (default: all)")
     p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("bench", parents=[common], help="measure throughput; estimate each row's wall time")
+    p.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (after one warm-up)")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)")
     p.set_defaults(func=cmd_report)
     return parser

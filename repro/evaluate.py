@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from repro.acceleration import accelerated
 from repro.attacks import check_threat_model, pgd
 from repro.bn_analysis import mean_normalized_weight
 from repro.budgets import Budget
@@ -94,6 +95,8 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
     `model` and `data` must be on the same device.
     """
     freeze_for_evaluation(model)
+    normalized_weight = mean_normalized_weight(model)
+    model = accelerated(model, budget, data.test_images.device)  # the model itself on a CPU
     timings = {}
     started = time.perf_counter()
     n_test = len(data.test_labels) if budget.n_test is None else min(budget.n_test, len(data.test_labels))
@@ -102,7 +105,7 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
     images, labels = robust_eval_subset(data, budget.n_robust)
     started = time.perf_counter()
     metrics = {"clean_error": clean, "n_clean": n_test, "n_robust": len(labels),
-               "mean_normalized_weight": mean_normalized_weight(model)}
+               "mean_normalized_weight": normalized_weight}
     metrics.update(pgd_evaluation(model, images, labels, budget, seed))
     timings["pgd"] = time.perf_counter() - started
     started = time.perf_counter()

@@ -1,57 +1,77 @@
-"""Rough wall-time estimates of a budget on a device, from a short throughput measurement."""
+"""Throughput of this code on a device, and wall-time estimates of a budget's rows.
+
+Measured, not assumed: `measure_rates` times the real training and attack code paths for a few
+steps on random CIFAR-shaped data; estimates scale those rates by each row's epochs.
+"""
 
 from __future__ import annotations
 
 import time
 
 import torch
-from torch.nn import functional as F
 
+from repro.attacks import PGDSettings, pgd
 from repro.budgets import Budget
-from repro.configs import ADVERSARIAL, CLEAN, FROM_NORMAL, Configuration
+from repro.configs import ADV, BN_STATS_NO_RESET, CLEAN, FORWARD_ADVERSARIAL, FROM_NORMAL, NORMAL, Configuration
+from repro.freeze import apply_configuration
 from repro.model import ResNet20
+from repro.train_step import train_step
+from repro.acceleration import accelerated
 
 
-def clean_step_images_per_second(width: int, device: torch.device, batch_size: int = 32, steps: int = 2) -> float:
-    """Images per second of a clean SGD step of ResNet-20 at `width` (one warm-up step first)."""
-    model = ResNet20(width).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(run, batch_size: int, device: torch.device, repeats: int) -> float:
+    run()  # warm-up: kernel selection, compilation, allocator
+    _synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    _synchronize(device)
+    return repeats * batch_size / (time.perf_counter() - started)
+
+
+def measure_rates(budget: Budget, device: torch.device, batch_size: int | None = None, repeats: int = 2) -> dict[str, float]:
+    """Images per second of this code at `budget`'s width on `device`.
+
+    Keys: clean_step (NORMAL's step), adversarial_step (ADV's step with the budget's training
+    PGD), forward_adversarial (BN STATS's step), pgd_eval (the evaluation PGD attack alone).
+    """
+    batch_size = batch_size or budget.batch_size
     images = torch.rand(batch_size, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
+    train_attack = PGDSettings(budget.epsilon, budget.train_attack_step_size, budget.train_attack_steps)
+    rates = {}
+    for key, config in (("clean_step", NORMAL), ("adversarial_step", ADV), ("forward_adversarial", BN_STATS_NO_RESET)):
+        model = ResNet20(budget.width).to(device)
+        trainable = apply_configuration(model, config)
+        net = accelerated(model, budget, device)
+        optimizer = torch.optim.SGD(trainable, lr=1e-3, momentum=0.9) if trainable else None
+        rates[key] = _rate(lambda: train_step(net, config, optimizer, images, labels, train_attack, seed=0),
+                           batch_size, device, repeats)
+    model = ResNet20(budget.width).to(device).eval()
+    net = accelerated(model, budget, device)
+    rates["pgd_eval"] = _rate(lambda: pgd(net, images, labels, epsilon=budget.epsilon, step_size=budget.epsilon / 4,
+                                          steps=budget.eval_pgd_steps, seed=0), batch_size, device, repeats)
+    return rates
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return steps * batch_size / (time.perf_counter() - started)
-
-
-def step_cost(config: Configuration, budget: Budget) -> float:
-    """Cost of training on one image, in clean-step units (an attack iteration counts as one)."""
-    if config.objective == CLEAN:
-        return 1.0
-    attack = float(budget.train_attack_steps)
-    return attack + (1.0 if config.objective == ADVERSARIAL else 1 / 3)
+def row_seconds(config: Configuration, budget: Budget, rates: dict[str, float], n_train: int) -> float:
+    """Estimated seconds to train and evaluate one row (AutoAttack counted as 10x the PGD evaluation
+    under "standard", as its iterations under "custom"; rough by design)."""
+    epochs = budget.epochs_for(config.objective, config.init == FROM_NORMAL)
+    key = {CLEAN: "clean_step", FORWARD_ADVERSARIAL: "forward_adversarial"}.get(config.objective, "adversarial_step")
+    training = epochs * n_train / rates[key]
+    attack_factor = 10.0 if budget.autoattack_version == "standard" else budget.autoattack_iterations / budget.eval_pgd_steps
+    evaluation = budget.n_robust * (1 + attack_factor) / rates["pgd_eval"]
+    return training + evaluation
 
 
 def estimate_seconds(budget: Budget, configs: list[Configuration], device: torch.device, n_train: int,
-                     images_per_second: float | None = None) -> float:
-    """Estimated seconds to train and evaluate `configs` (rough: AutoAttack counted as 100 iterations)."""
-    rate = images_per_second or clean_step_images_per_second(budget.width, device)
-    total = 0.0
-    for config in configs:
-        epochs = budget.epochs_for(config.objective, config.init == FROM_NORMAL)
-        total += epochs * n_train * step_cost(config, budget)
-        attack_iterations = budget.eval_pgd_steps + (100 if budget.autoattack_version == "standard"
-                                                     else budget.autoattack_iterations)
-        total += budget.n_robust * attack_iterations
-    return total / rate
+                     rates: dict[str, float] | None = None) -> float:
+    """Estimated seconds to train and evaluate `configs` under `budget` on `device`."""
+    rates = rates or measure_rates(budget, device, batch_size=16, repeats=1)  # order of magnitude only
+    return sum(row_seconds(c, budget, rates, n_train) for c in configs)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from repro.acceleration import accelerated
 from repro.attacks import PGDSettings
 from repro.budgets import Budget
 from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -119,6 +120,7 @@ def train(
         model.load_state_dict(initial_model.state_dict())
     model.to(device)
     trainable = apply_configuration(model, config)
+    net = accelerated(model, budget, device)  # the model itself on a CPU
     from_normal = config.init == FROM_NORMAL
     epochs = budget.epochs_for(config.objective, from_normal)
     if epochs < 1:
@@ -171,7 +173,7 @@ def train(
             images = augment(data.train_images[index], config.augmentation, generator)
             step = epoch * steps_per_epoch + i
             loss, n_correct = train_step(
-                model, config, optimizer, images, data.train_labels[index], attack, seed=attack_seed(seed, step)
+                net, config, optimizer, images, data.train_labels[index], attack, seed=attack_seed(seed, step)
             )
             loss_sum += loss
             correct += n_correct

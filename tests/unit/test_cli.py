@@ -50,7 +50,8 @@ def test_cifar_budget_without_data_dir_says_what_to_pass(capsys, tmp_path):
 
 
 def test_paper_budget_on_cpu_gives_estimate(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("repro.timing.clean_step_images_per_second", lambda *a, **k: 20.0)  # this CPU at width 64
+    rates = {"clean_step": 20.0, "adversarial_step": 2.0, "forward_adversarial": 2.0, "pgd_eval": 2.0}
+    monkeypatch.setattr("repro.timing.measure_rates", lambda *a, **k: rates)  # this CPU at width 64, roughly
     code, _, err = run(capsys, "reproduce", "--budget", "paper", "--device", "cpu", "--out", str(tmp_path))
     assert code == 2 and "hours" in err and "--allow-slow" in err, err
 

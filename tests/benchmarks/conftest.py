@@ -1,0 +1,38 @@
+"""Benchmarks: this code beside a textbook reference, measured in the same run; ratios reported.
+
+Run with `pytest -m bench tests/benchmarks` (excluded from the default run). Absolute times on
+shared machines are noise; the ratio reference_time / our_time per group is the figure.
+"""
+
+import pytest
+
+MEANS: dict[str, dict[str, float]] = {}  # group -> {"ours"|"reference": mean seconds per call}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/benchmarks" in item.nodeid:
+            item.add_marker(pytest.mark.bench)
+
+
+@pytest.fixture
+def record(benchmark):
+    """Record a finished benchmark's mean under (group, role) for the ratio summary."""
+
+    def _record(group: str, role: str, images_per_call: int):
+        mean = benchmark.stats.stats.mean
+        MEANS.setdefault(group, {})[role] = mean
+        benchmark.extra_info["images_per_second"] = images_per_call / mean
+    return _record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MEANS:
+        return
+    terminalreporter.section("speed-up over the textbook reference (same run)")
+    for group, means in sorted(MEANS.items()):
+        if {"ours", "reference"} <= set(means):
+            terminalreporter.write_line(
+                f"{group:<22} reference {means['reference'] * 1e3:9.1f} ms   ours {means['ours'] * 1e3:9.1f} ms   "
+                f"ratio {means['reference'] / means['ours']:5.2f}x"
+            )

@@ -1,0 +1,182 @@
+"""Throughput of training, attack and evaluation paths against textbook implementations.
+
+Each group benchmarks this package's code and a straightforward reference written here (PIL
+DataLoader, loss.backward() inside the attack so weight gradients are computed too, .item() in
+the loop, parameters left trainable under AutoAttack), on the same model, data and device.
+"""
+
+import dataclasses
+import logging
+
+import pytest
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from repro.attacks import PGDSettings, pgd
+from repro.budgets import SMOKE
+from repro.configs import ADV, NORMAL
+from repro.data import augment, synthetic_split, to_float
+from repro.evaluate import autoattack_evaluation, freeze_for_evaluation
+from repro.freeze import apply_configuration
+from repro.model import ResNet20
+from repro.train_step import train_step
+
+WIDTH = 16  # He et al.'s ResNet-20: the CPU reference width
+BATCH = 64
+EPS, STEP = 8 / 255, 2 / 255
+CROP_FLIP_NORMAL = dataclasses.replace(NORMAL, id="normal_crop_flip", augmentation="crop_flip")  # like the reference
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, labels = synthetic_split(BATCH, seed=0)
+    return images, labels
+
+
+def fresh_model(config=None):
+    torch.manual_seed(0)
+    model = ResNet20(WIDTH)
+    trainable = apply_configuration(model, config) if config else list(model.parameters())
+    return model, torch.optim.SGD(trainable, lr=0.01, momentum=0.9)
+
+
+# --- references: what a first implementation would write ------------------------------------
+
+class PILDataset(torch.utils.data.Dataset):
+    def __init__(self, images, labels):
+        from torchvision import transforms
+
+        self.images = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
+        self.labels = labels.tolist()
+        self.transform = transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def reference_pgd(model, x, y, steps):
+    delta = torch.empty_like(x).uniform_(-EPS, EPS)
+    x_adv = (x + delta).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        loss.backward()  # also fills every parameter's .grad
+        print_loss = loss.item()  # textbook logging: a host sync per step
+        del print_loss
+        x_adv = torch.min(torch.max(x_adv.detach() + STEP * x_adv.grad.sign(), x - EPS), x + EPS).clamp(0, 1)
+        model.zero_grad()
+    return x_adv.detach()
+
+
+def reference_train_step(model, optimizer, x, y):
+    model.train()
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+# --- clean training step (data pipeline included) ------------------------------------------
+
+@pytest.mark.benchmark(group="clean_step")
+def test_clean_step_ours(benchmark, record, data):
+    images, labels = data
+    model, optimizer = fresh_model(CROP_FLIP_NORMAL)
+    generator = torch.Generator().manual_seed(0)
+    step = lambda: train_step(model, CROP_FLIP_NORMAL, optimizer, augment(images, "crop_flip", generator),
+                              labels, PGDSettings())
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    record("clean_step", "ours", BATCH)
+
+
+@pytest.mark.benchmark(group="clean_step")
+def test_clean_step_reference(benchmark, record, data):
+    loader = torch.utils.data.DataLoader(PILDataset(*data), batch_size=BATCH, shuffle=True)
+    model, optimizer = fresh_model()
+
+    def step():
+        x, y = next(iter(loader))
+        reference_train_step(model, optimizer, x, y)
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    record("clean_step", "reference", BATCH)
+
+
+# --- PGD-10 attack -------------------------------------------------------------------------
+
+@pytest.mark.benchmark(group="pgd10")
+def test_pgd10_ours(benchmark, record, data):
+    model, _ = fresh_model()
+    x, y = to_float(data[0]), data[1]
+    model.eval()
+    benchmark.pedantic(lambda: pgd(model, x, y, epsilon=EPS, step_size=STEP, steps=10, seed=0), rounds=3, warmup_rounds=1)
+    record("pgd10", "ours", BATCH)
+
+
+@pytest.mark.benchmark(group="pgd10")
+def test_pgd10_reference(benchmark, record, data):
+    model, _ = fresh_model()
+    x, y = to_float(data[0]), data[1]
+    model.eval()
+    benchmark.pedantic(lambda: reference_pgd(model, x, y, 10), rounds=3, warmup_rounds=1)
+    record("pgd10", "reference", BATCH)
+
+
+# --- adversarial training step (PGD-10 + SGD step) -----------------------------------------
+
+@pytest.mark.benchmark(group="adversarial_step")
+def test_adversarial_step_ours(benchmark, record, data):
+    model, optimizer = fresh_model(ADV)
+    generator = torch.Generator().manual_seed(0)
+    attack = PGDSettings(EPS, STEP, 10)
+    step = lambda: train_step(model, ADV, optimizer, augment(data[0], "crop_flip", generator), data[1], attack, seed=0)
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    record("adversarial_step", "ours", BATCH)
+
+
+@pytest.mark.benchmark(group="adversarial_step")
+def test_adversarial_step_reference(benchmark, record, data):
+    loader = torch.utils.data.DataLoader(PILDataset(*data), batch_size=BATCH, shuffle=True)
+    model, optimizer = fresh_model()
+
+    def step():
+        x, y = next(iter(loader))
+        model.train()
+        x_adv = reference_pgd(model, x, y, 10)
+        reference_train_step(model, optimizer, x_adv, y)
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    record("adversarial_step", "reference", BATCH)
+
+
+# --- AutoAttack on a fixed small batch ------------------------------------------------------
+
+AA_BUDGET = dataclasses.replace(SMOKE, width=WIDTH, autoattack_iterations=10, eval_batch_size=BATCH)
+
+
+@pytest.mark.benchmark(group="autoattack")
+def test_autoattack_ours(benchmark, record, data):
+    model, _ = fresh_model()
+    freeze_for_evaluation(model)
+    benchmark.pedantic(lambda: autoattack_evaluation(model, data[0], data[1], AA_BUDGET, seed=0), rounds=2, warmup_rounds=1)
+    record("autoattack", "ours", BATCH)
+
+
+@pytest.mark.benchmark(group="autoattack")
+def test_autoattack_reference(benchmark, record, data):
+    from pyautoattack import AutoAttack
+
+    model, _ = fresh_model()
+    model.eval()  # parameters left trainable: every input-gradient also computes weight gradients
+    logging.getLogger("auto-attack").setLevel(logging.WARNING)
+
+    def run():
+        attack = AutoAttack(model, norm="Linf", eps=EPS, version="custom", attacks=["apgd-ce"], seed=0)
+        attack.apgd.n_iter, attack.apgd.n_restarts = 10, 1
+        attack.run_standard_evaluation(to_float(data[0]), data[1], batch_size=16)
+    benchmark.pedantic(run, rounds=2, warmup_rounds=1)
+    record("autoattack", "reference", BATCH)
