@@ -170,6 +170,20 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_figures(args) -> int:
+    from repro.figures import make_figures
+
+    settings = settings_from(args)
+    pipeline = Pipeline(settings)
+    out_dir = Path(args.figures_dir) if args.figures_dir else None
+    paths = make_figures(pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir)
+    for path in paths:
+        print(path)
+    if out_dir is None:  # refresh the report so it links the figures
+        write_report(pipeline.run_folder, load_expected(), settings.budget.name)
+    return 0
+
+
 def cmd_report(args) -> int:
     settings = settings_from(args)
     folder = Pipeline(settings).run_folder
@@ -214,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", parents=[common], help="measure throughput; estimate each row's wall time")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (after one warm-up)")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("figures", parents=[common], help="Figures 1-3 from trained NORMAL, ADV and BN PARAMS (PNG + JSON)")
+    p.add_argument("--figures-dir", help="where to write them (default: RUN_FOLDER/figures, linked from report.md)")
+    p.set_defaults(func=cmd_figures)
     p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)")
     p.set_defaults(func=cmd_report)
     return parser
