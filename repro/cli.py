@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from repro.budgets import BUDGETS, get_budget
@@ -24,7 +23,7 @@ from repro.pipeline import Pipeline, RunSettings, dependency_order
 from repro.provenance import device_description, resolve_device
 from repro.report import write_report
 from repro.timing import estimate_seconds, measure_rates, row_seconds
-from repro.training import RunExistsError, TrainingDivergedError
+from repro.training import RunExistsError, TrainingDivergedError, load_trained_model
 
 SLOW_RUN_SECONDS = 4 * 3600  # runs estimated longer than this on a CPU need --allow-slow
 
@@ -123,8 +122,6 @@ def cmd_evaluate(args) -> int:
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
     for config_id in args.configs:
         config = get_configuration(config_id)
-        from repro.training import load_trained_model
-
         load_trained_model(pipeline.folder(config), config, settings.budget, settings.seed)  # clear error if untrained
         record = pipeline.result(config, reuse=False)
         m = record["metrics"]

@@ -18,7 +18,7 @@ import torch
 from repro.budgets import Budget
 from repro.checkpoint import atomic_write_json, run_lock
 from repro.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL, Configuration
-from repro.data import CIFAR10, Dataset, load_cifar10, synthetic_dataset
+from repro.data import CIFAR10, DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.evaluate import evaluate
 from repro.model import ResNet20
 from repro.provenance import device_description, git_commit, library_versions
@@ -48,8 +48,6 @@ def load_data(settings: RunSettings) -> Dataset:
     budget = settings.budget
     if budget.dataset == CIFAR10:
         if settings.data_dir is None:
-            from repro.data import DataError
-
             raise DataError("the budget uses CIFAR-10: pass --data-dir DIR (and --download to fetch it there)")
         data = load_cifar10(settings.data_dir, download=settings.download,
                             allow_unverified=settings.allow_unverified_data)

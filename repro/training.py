@@ -21,7 +21,7 @@ from repro.acceleration import accelerated
 from repro.attacks import PGDSettings
 from repro.budgets import Budget
 from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from repro.configs import CLEAN, FROM_NORMAL, Configuration
+from repro.configs import FROM_NORMAL, Configuration
 from repro.data import Dataset, augment
 from repro.freeze import apply_configuration
 from repro.model import ResNet20

@@ -73,15 +73,20 @@ def trained_tiny_model():
     return model, to_float(data.test_images), data.test_labels
 
 
-@pytest.fixture
-def micro_budget():
+def make_micro_budget(**changes):
     """The smoke budget shrunk to seconds: the machinery, not the numbers, is under test."""
     import dataclasses
 
     from repro.budgets import SMOKE
 
-    return dataclasses.replace(
-        SMOKE, name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=2,
-        epochs_adversarial=2, epochs_finetune=2, train_attack_steps=1, eval_pgd_steps=2, n_robust=32,
-        autoattack_iterations=2, eval_batch_size=64,
+    micro = dict(
+        name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=2, epochs_adversarial=2,
+        epochs_finetune=2, train_attack_steps=1, eval_pgd_steps=2, n_robust=32, autoattack_iterations=2,
+        eval_batch_size=64,
     )
+    return dataclasses.replace(SMOKE, **{**micro, **changes})
+
+
+@pytest.fixture
+def micro_budget():
+    return make_micro_budget()

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from repro.cli import main
 from repro.configs import CONFIGURATIONS

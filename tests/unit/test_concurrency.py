@@ -11,20 +11,15 @@ FINE_TUNING = ["bn_stats_no_reset", "bn_params", "bn_only_params"]
 
 
 def worker(out, config_id):
-    import dataclasses
-
     import torch
 
     torch.set_num_threads(1)  # three processes on two cores: no oversubscription
-    from repro.budgets import SMOKE
     from repro.configs import get_configuration
     from repro.pipeline import Pipeline, RunSettings
+    from tests.conftest import make_micro_budget
 
-    budget = dataclasses.replace(
-        SMOKE, name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=2,
-        epochs_adversarial=1, epochs_finetune=1, train_attack_steps=1, eval_pgd_steps=1, n_robust=16,
-        autoattack_iterations=1, eval_batch_size=64,
-    )
+    budget = make_micro_budget(epochs_adversarial=1, epochs_finetune=1, eval_pgd_steps=1, n_robust=16,
+                               autoattack_iterations=1)
     pipeline = Pipeline(RunSettings(budget=budget, out=out))
     record = pipeline.result(get_configuration(config_id))
     return pipeline.trained_here, record["metrics"]["clean_error"]

@@ -10,6 +10,7 @@ from repro.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.data import synthetic_dataset
 from repro.pipeline import Pipeline, RunSettings
 from repro.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
+from tests.conftest import make_micro_budget
 
 
 @pytest.fixture
@@ -20,15 +21,7 @@ def micro_data(micro_budget):
 @pytest.fixture(scope="module")
 def micro_results(tmp_path_factory):
     """Every configuration trained and evaluated once at the micro budget, through the pipeline."""
-    import dataclasses
-
-    from repro.budgets import SMOKE
-
-    budget = dataclasses.replace(
-        SMOKE, name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=1,
-        epochs_adversarial=1, epochs_finetune=1, train_attack_steps=1, eval_pgd_steps=2, n_robust=32,
-        autoattack_iterations=2, eval_batch_size=64,
-    )
+    budget = make_micro_budget(epochs_clean=1, epochs_adversarial=1, epochs_finetune=1)
     out = tmp_path_factory.mktemp("runs")
     pipeline = Pipeline(RunSettings(budget=budget, out=out))
     return pipeline, {c.id: pipeline.result(c) for c in CONFIGURATIONS.values()}
