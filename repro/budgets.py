@@ -9,6 +9,8 @@ command line (`--set field=value`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 
 from repro.data import CIFAR10, DATASETS, SYNTHETIC
@@ -90,6 +92,35 @@ class Budget:
         a trained model can be evaluated again under other evaluation settings.
         """
         return {name: getattr(self, name) for name in TRAINING_FIELDS}
+
+    @property
+    def modified(self) -> bool:
+        """Whether `--set` overrides made this budget differ from the registered one of its name."""
+        return BUDGETS.get(self.name) != self
+
+    @property
+    def run_name(self) -> str:
+        """The run folder's name: the budget's, plus a hash of the training fields overrides changed.
+
+        Overrides that change training (epsilon, epochs, ...) get their own folder, so they never
+        collide with, or are reported beside, the registered budget's runs; evaluation-only
+        overrides reuse its trained models.
+        """
+        registered = BUDGETS.get(self.name)
+        fields = self.training_fields()
+        if registered is not None and registered.training_fields() == fields:
+            return self.name
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.name}-{digest}"
+
+    @property
+    def table2_name(self) -> str:
+        """The name Table 2's tolerances are looked up under (expected_results.json "table2_budgets").
+
+        A budget changed by overrides is not the paper's protocol: its Table 2 numbers are shown,
+        not judged. Claims still apply under overrides (that is how a deliberate breakage is caught).
+        """
+        return f"{self.name} (with overrides)" if self.modified else self.name
 
     def epochs_for(self, objective: str, from_normal: bool) -> int:
         """Epochs a configuration with `objective` trains under this budget."""

@@ -141,7 +141,7 @@ def cmd_reproduce(args) -> int:
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
     expected = load_expected()  # fail on a malformed file before hours of training
     records = {c.id: pipeline.result(c) for c in configs}
-    text, path = write_report(pipeline.run_folder, expected, settings.budget.name)
+    text, path = write_report(pipeline.run_folder, expected, settings.budget)
     print(text)
     print(f"\n{len(records)} configurations, budget {settings.budget.name}, seed {settings.seed}, "
           f"{time.perf_counter() - started:.0f} s; report: {path}")
@@ -177,7 +177,7 @@ def cmd_figures(args) -> int:
     for path in paths:
         print(path)
     if out_dir is None:  # refresh the report so it links the figures
-        write_report(pipeline.run_folder, load_expected(), settings.budget.name)
+        write_report(pipeline.run_folder, load_expected(), settings.budget)
     return 0
 
 
@@ -186,7 +186,7 @@ def cmd_report(args) -> int:
     folder = Pipeline(settings).run_folder
     if not folder.exists():
         raise ValueError(f"no runs in {folder}; run `repro reproduce --budget {settings.budget.name}` first")
-    text, path = write_report(folder, load_expected(), settings.budget.name)
+    text, path = write_report(folder, load_expected(), settings.budget)
     print(text)
     print(f"\nreport: {path}")
     return 0

@@ -1,6 +1,7 @@
 """Orchestration: data once, configurations in dependency order, results with provenance.
 
-Run folders are `OUT/BUDGET/seedSEED/CONFIG_ID/` holding `checkpoint.pt` and `result.json`.
+Run folders are `OUT/BUDGET/seedSEED/CONFIG_ID/` holding `checkpoint.pt` and `result.json`
+(BUDGET is the budget's name, with a hash appended when overrides change its training).
 Fine-tuning rows (Table 1 "Fine-tune") start from NORMAL of the same budget and seed, which is
 trained once and reused; a per-folder lock makes concurrent runs wait for each other instead of
 training the same row twice.
@@ -86,7 +87,7 @@ class Pipeline:
     def run_folder(self) -> Path:
         """OUT/BUDGET/seedSEED: the folder holding every configuration's run."""
         s = self.settings
-        return Path(s.out) / s.budget.name / f"seed{s.seed}"
+        return Path(s.out) / s.budget.run_name / f"seed{s.seed}"
 
     def folder(self, config: Configuration) -> Path:
         return self.run_folder / config.id

@@ -7,9 +7,10 @@ terminal table and as Markdown (`report.md` in the run folder).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from repro.budgets import Budget
 from repro.checkpoint import atomic_write_bytes
 from repro.configs import CONFIGURATIONS
 from repro.expected import RESULT_KEY, check_claim, claim_configurations, within_tolerance
@@ -17,13 +18,19 @@ from repro.expected import RESULT_KEY, check_claim, claim_configurations, within
 REPORT_NAME = "report.md"
 
 
-def collect_results(run_folder: Path) -> dict[str, dict]:
-    """Result records in `run_folder` (OUT/BUDGET/seedS), keyed by configuration id, Table 2 order."""
+def collect_results(run_folder: Path, budget: Budget | None = None) -> dict[str, dict]:
+    """Result records in `run_folder` (OUT/BUDGET/seedS), keyed by configuration id, Table 2 order.
+
+    With `budget`, records evaluated under other settings (an evaluation-only override shares the
+    folder) are left out, so one report never mixes evaluation protocols.
+    """
     results = {}
     for config_id in CONFIGURATIONS:
         path = Path(run_folder) / config_id / "result.json"
         if path.exists():
-            results[config_id] = json.loads(path.read_text())
+            record = json.loads(path.read_text())
+            if budget is None or record.get("budget") == asdict(budget):
+                results[config_id] = record
     return results
 
 
@@ -94,17 +101,19 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def render_markdown(expected: dict, results: dict[str, dict], budget_name: str, figures: list[str] = ()) -> str:
-    """The whole report as Markdown."""
+def render_markdown(expected: dict, results: dict[str, dict], budget_name: str, figures: list[str] = (),
+                    table2_name: str | None = None) -> str:
+    """The whole report as Markdown; Table 2 is judged under `table2_name` (default `budget_name`)."""
+    table2_name = table2_name or budget_name
     out = ["# Reproduction report: On Fragile Features and Batch Normalization in Adversarial Training", ""]
     out += [f"- {line}" for line in provenance_lines(results)]
-    applies = budget_name in expected["table2_budgets"]
+    applies = table2_name in expected["table2_budgets"]
     out += ["", "## Table 2 (errors in %)", ""]
     if not applies:
         out += [f"Tolerances apply at budgets {', '.join(expected['table2_budgets'])} only; "
-                f"at budget {budget_name} the numbers are shown, not judged.", ""]
+                f"at budget {table2_name} the numbers are shown, not judged.", ""]
     out += ["| Model | metric | paper | measured | Δ | tolerance | verdict |", "|---|---|---:|---:|---:|---:|---|"]
-    for row in table2_rows(expected, results, budget_name):
+    for row in table2_rows(expected, results, table2_name):
         delta = None if row.measured is None else row.measured - row.paper
         metric = "clean" if row.metric == "clean_error" else "robust (AutoAttack)"
         out.append(f"| {row.label} | {metric} | {row.paper:.2f} | {_fmt(row.measured)} | {_fmt(delta)} "
@@ -117,12 +126,12 @@ def render_markdown(expected: dict, results: dict[str, dict], budget_name: str, 
     return "\n".join(out) + "\n"
 
 
-def render_terminal(expected: dict, results: dict[str, dict], budget_name: str) -> str:
-    """Table 2 and the claims as a fixed-width terminal table."""
+def render_terminal(expected: dict, results: dict[str, dict], budget_name: str, table2_name: str | None = None) -> str:
+    """Table 2 and the claims as a fixed-width terminal table; Table 2 judged as in render_markdown."""
     lines = provenance_lines(results) + [""]
     lines.append(f"{'Model':<30} {'clean':>6} {'meas.':>6} {'Δ':>6} {'tol':>4} {'':<7} "
                  f"{'robust':>6} {'meas.':>6} {'Δ':>6} {'tol':>4} {'':<7}")
-    rows = table2_rows(expected, results, budget_name)
+    rows = table2_rows(expected, results, table2_name or budget_name)
     for clean, robust in zip(rows[0::2], rows[1::2]):
         cells = []
         for row in (clean, robust):
@@ -135,10 +144,15 @@ def render_terminal(expected: dict, results: dict[str, dict], budget_name: str) 
     return "\n".join(lines)
 
 
-def write_report(run_folder: Path, expected: dict, budget_name: str) -> tuple[str, Path]:
-    """Render the report of `run_folder`; writes report.md there and returns (terminal text, path)."""
-    results = collect_results(run_folder)
+def write_report(run_folder: Path, expected: dict, budget: Budget) -> tuple[str, Path]:
+    """Render the report of `run_folder` under `budget`; writes report.md there, returns (terminal text, path).
+
+    Only records evaluated under `budget` count; tolerances and claims apply when the budget is a
+    registered one without overrides (Budget.table2_name); claims apply under overrides too.
+    """
+    results = collect_results(run_folder, budget)
     figures = sorted(str(p.relative_to(run_folder)) for p in Path(run_folder).glob("figures/*.png"))
     path = Path(run_folder) / REPORT_NAME
-    atomic_write_bytes(path, render_markdown(expected, results, budget_name, figures).encode())
-    return render_terminal(expected, results, budget_name), path
+    markdown = render_markdown(expected, results, budget.name, figures, table2_name=budget.table2_name)
+    atomic_write_bytes(path, markdown.encode())
+    return render_terminal(expected, results, budget.name, budget.table2_name), path

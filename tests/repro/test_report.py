@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the defaul
 def test_report_renders(results, pipeline, budget, expected):
     for config_id in CONFIGURATIONS:
         results[config_id]  # make sure every row exists before rendering
-    text, path = write_report(pipeline.run_folder, expected, budget.name)
+    text, path = write_report(pipeline.run_folder, expected, budget)
     markdown = path.read_text()
     missing = [c.label for c in CONFIGURATIONS.values() if f"| {c.label} |" not in markdown]
     assert missing == [], f"report.md lacks rows {missing}"

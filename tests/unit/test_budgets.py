@@ -37,3 +37,23 @@ def test_unknown_budget_lists_valid():
 def test_invalid_budget_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         get_budget("smoke", {field: value})
+
+
+def test_registered_budget_runs_under_its_name():
+    assert get_budget("paper").run_name == "paper", "an unmodified budget's runs live in a folder named after it"
+
+
+def test_training_override_gets_its_own_run_folder():
+    changed = get_budget("paper", {"epsilon": "4/255"})
+    assert changed.run_name.startswith("paper-") and changed.run_name != "paper", (
+        f"a training override must not reuse (or collide with) the paper budget's checkpoints: {changed.run_name}")
+
+
+def test_evaluation_override_reuses_trained_models():
+    changed = get_budget("paper", {"n_robust": "100"})
+    assert changed.run_name == "paper", "an evaluation-only override evaluates the same trained models"
+
+
+def test_override_is_not_judged_by_table2():
+    changed = get_budget("paper", {"autoattack_version": "custom"})
+    assert changed.table2_name not in ("paper",), "a weakened protocol must not be judged against Table 2"

@@ -1,8 +1,11 @@
 """The report: Table 2 verdicts follow the tolerances; claims are judged only where they apply."""
 
 import copy
+import dataclasses
+import json
 
-from repro.report import claim_rows, render_markdown, table2_rows
+from repro.budgets import SMOKE
+from repro.report import claim_rows, collect_results, render_markdown, table2_rows
 from tests.unit.test_expected import EXPECTED, paper_results
 
 PROVENANCE = {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu", "data": {
@@ -58,3 +61,11 @@ def test_bad_model_fails_claims():
     broken["bn_params"]["metrics"]["autoattack_error"] = 99.8  # fine-tuning bought nothing
     verdicts = {c["id"]: v for c, v, _ in claim_rows(EXPECTED, broken, "paper")}
     assert verdicts["bn_params_more_robust_than_normal"] == "FAIL", verdicts
+
+
+def test_report_leaves_out_records_of_other_evaluation_settings(tmp_path):
+    other = dataclasses.replace(SMOKE, n_robust=SMOKE.n_robust // 2)
+    for config_id, budget in (("normal", SMOKE), ("adv", other)):
+        (tmp_path / config_id).mkdir()
+        (tmp_path / config_id / "result.json").write_text(json.dumps({"budget": dataclasses.asdict(budget)}))
+    assert list(collect_results(tmp_path, SMOKE)) == ["normal"], "one report must not mix evaluation protocols"
