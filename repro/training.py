@@ -4,8 +4,9 @@ Section 3.2: NORMAL trains clean with AutoAugment; adversarial rows train with P
 eps = 8/255 and crop/flip; fine-tuning rows start from the trained NORMAL model; BN STATS only
 forwards adversarial examples (Section 3.3). Hyperparameters come from the budget
 (repro/budgets.py). Every epoch ends in an atomic checkpoint holding model, optimiser, schedule
-and RNG states, so an interrupted run resumed from it ends with the same weights as one that
-was never interrupted.
+and RNG states, and long epochs are also checkpointed every few minutes (with the epoch's
+shuffle order and the step reached), so an interrupted run resumed from it ends with the same
+weights as one that was never interrupted and loses at most those minutes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from repro.model import ResNet20
 from repro.train_step import train_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_SECONDS = 300.0  # within an epoch, checkpoint at most this much training apart
 
 
 class TrainingDivergedError(RuntimeError):
@@ -97,6 +99,7 @@ def train(
     resume: bool = False,
     on_step: Callable[[int], None] | None = None,
     progress: Callable[[dict], None] | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> ResNet20:
     """Train `config` under `budget` on `data`, checkpointing into `folder` every epoch.
 
@@ -107,6 +110,8 @@ def train(
         resume: continue from `folder`'s checkpoint; without it an existing checkpoint is an error.
         on_step: called with the global step after every step (used to test interruption).
         progress: called after every epoch with {"epoch", "epochs", "loss", "accuracy"}.
+        checkpoint_seconds: within an epoch, write a checkpoint once this many seconds passed since
+            the last one (0: after every step); epochs always end in one.
 
     Returns the trained model (on `device`).
     """
@@ -145,6 +150,7 @@ def train(
 
     start_epoch = 0
     seconds = 0.0  # training wall time, accumulated across resumes
+    within_epoch = None  # (order, next step, loss sum, correct) when resuming inside an epoch
     if path.exists():
         if not resume:
             raise RunExistsError(
@@ -162,13 +168,36 @@ def train(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         start_epoch = state["epoch"]
         seconds = state["train_seconds"]
+        if state.get("step_in_epoch"):
+            within_epoch = (state["order"].to(device), state["step_in_epoch"],
+                            state["loss_sum"].to(device), state["correct"].to(device))
 
+    def checkpoint(epoch_done: int, extra: dict) -> None:
+        save_checkpoint(path, {
+            **identity,
+            "epoch": epoch_done,
+            "epochs": epochs,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            **extra,
+        })
+
+    last_saved = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
-        order = torch.randperm(n_train, generator=generator, device=device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for i in range(steps_per_epoch):
+        if within_epoch is not None:
+            order, first_step, loss_sum, correct = within_epoch
+            within_epoch = None
+        else:
+            order = torch.randperm(n_train, generator=generator, device=device)
+            first_step = 0
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in range(first_step, steps_per_epoch):
             index = order[i * budget.batch_size:(i + 1) * budget.batch_size]
             images = augment(data.train_images[index], config.augmentation, generator)
             step = epoch * steps_per_epoch + i
@@ -181,26 +210,23 @@ def train(
                 scheduler.step()
             if on_step is not None:
                 on_step(step)
+            now = time.perf_counter()
+            # Inside an epoch, on a timer; the host sync on the loss happens only then.
+            if i + 1 < steps_per_epoch and now - last_saved >= checkpoint_seconds and math.isfinite(loss_sum.item()):
+                checkpoint(epoch, {"step_in_epoch": i + 1, "order": order.cpu(), "loss_sum": loss_sum.cpu(),
+                                   "correct": correct.cpu(), "train_seconds": seconds + now - started})
+                last_saved = time.perf_counter()
         mean_loss = loss_sum.item() / steps_per_epoch  # one host sync per epoch
         seconds += time.perf_counter() - started
         if not math.isfinite(mean_loss):
-            kept = f"the last good checkpoint {path} (epoch {epoch})" if path.exists() else "no checkpoint"
+            kept = f"the last good checkpoint {path}" if path.exists() else "no checkpoint"
+            rate = "lr_finetune" if from_normal else "lr"
             raise TrainingDivergedError(
                 f"{config.id}: training loss became {mean_loss} in epoch {epoch + 1}; stopped, kept {kept}. "
-                "Lower the learning rate (--set lr=...) and run again."
+                f"Lower the learning rate (--set {rate}=...) and run again."
             )
-        save_checkpoint(path, {
-            **identity,
-            "epoch": epoch + 1,
-            "epochs": epochs,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "train_seconds": seconds,
-        })
+        checkpoint(epoch + 1, {"step_in_epoch": 0, "train_seconds": seconds})
+        last_saved = time.perf_counter()
         if progress is not None:
             progress({
                 "epoch": epoch + 1, "epochs": epochs, "loss": mean_loss,

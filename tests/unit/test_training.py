@@ -58,8 +58,8 @@ def test_fine_tuning_starts_from_trained_normal(micro_results, config_id):
 
 def test_normal_is_trained_once(micro_results):
     pipeline, _ = micro_results
-    state = load_checkpoint(pipeline.folder(CONFIGURATIONS["normal"]) / CHECKPOINT_NAME)
-    assert state["epoch"] == state["epochs"] == 1, "NORMAL trained exactly its epochs, not again per fine-tuning row"
+    assert pipeline.trained_here.count("normal") == 1, (
+        f"NORMAL must be trained once and reused by the fine-tuning rows: {pipeline.trained_here}")
 
 
 class Interrupt(Exception):
@@ -73,6 +73,29 @@ def interrupt_at(step):
     return on_step
 
 
+def recording(steps):
+    def on_step(current):
+        steps.append(current)
+    return on_step
+
+
+def interrupted_and_resumed(tmp_path, budget, data, config, initial, stop_at, checkpoint_seconds):
+    """(checkpoint left by a run interrupted at step `stop_at`, steps the resumed run took, its model)."""
+    with pytest.raises(Interrupt):
+        train(config, budget, data, tmp_path / "cut", seed=0, initial_model=initial,
+              on_step=interrupt_at(stop_at), checkpoint_seconds=checkpoint_seconds)
+    left = load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)
+    steps = []
+    resumed = train(config, budget, data, tmp_path / "cut", seed=0, initial_model=initial, resume=True,
+                    on_step=recording(steps), checkpoint_seconds=checkpoint_seconds)
+    return left, steps, resumed
+
+
+def differing_tensors(a, b):
+    a, b = a.state_dict(), b.state_dict()
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
 @pytest.mark.parametrize("config_id", ["normal", "adv", "bn_stats_reset", "bn_params"])
 def test_resume_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, config_id):
     config = CONFIGURATIONS[config_id]
@@ -81,13 +104,36 @@ def test_resume_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, co
         initial = train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path / "normal", seed=0)
     full = train(config, micro_budget, micro_data, tmp_path / "full", seed=0, initial_model=initial)
     steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
-    with pytest.raises(Interrupt):  # in the middle of the second epoch
-        train(config, micro_budget, micro_data, tmp_path / "cut", seed=0, initial_model=initial,
-              on_step=interrupt_at(steps_per_epoch + 1))
-    resumed = train(config, micro_budget, micro_data, tmp_path / "cut", seed=0, initial_model=initial, resume=True)
-    full_state, resumed_state = full.state_dict(), resumed.state_dict()
-    different = [k for k in full_state if not torch.equal(full_state[k], resumed_state[k])]
-    assert different == [], f"{config_id}: resumed run differs from uninterrupted run in {different}"
+    # Interrupted in the middle of the second epoch, no timed checkpoint: resumes from epoch 1's.
+    _, _, resumed = interrupted_and_resumed(tmp_path, micro_budget, micro_data, config, initial,
+                                            stop_at=steps_per_epoch + 1, checkpoint_seconds=float("inf"))
+    assert differing_tensors(full, resumed) == [], f"{config_id}: resumed run differs from uninterrupted run"
+
+
+def test_resume_replays_only_the_unfinished_epoch(tmp_path, micro_budget, micro_data):
+    steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+    _, steps, _ = interrupted_and_resumed(tmp_path, micro_budget, micro_data, CONFIGURATIONS["normal"], None,
+                                          stop_at=steps_per_epoch + 1, checkpoint_seconds=float("inf"))
+    assert steps == list(range(steps_per_epoch, 2 * steps_per_epoch)), f"resumed run took steps {steps}"
+
+
+@pytest.mark.parametrize("config_id", ["normal", "adv"])
+def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, config_id):
+    config = CONFIGURATIONS[config_id]
+    full = train(config, micro_budget, micro_data, tmp_path / "full", seed=0)
+    steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+    _, _, resumed = interrupted_and_resumed(tmp_path, micro_budget, micro_data, config, None,
+                                            stop_at=steps_per_epoch + 2, checkpoint_seconds=0)
+    assert differing_tensors(full, resumed) == [], f"{config_id}: resumed-in-epoch run differs from uninterrupted run"
+
+
+def test_timed_checkpoint_keeps_the_steps_inside_an_epoch(tmp_path, micro_budget, micro_data):
+    steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+    left, _, _ = interrupted_and_resumed(tmp_path, micro_budget, micro_data, CONFIGURATIONS["normal"], None,
+                                         stop_at=steps_per_epoch + 2, checkpoint_seconds=0)
+    assert (left["epoch"], left["step_in_epoch"]) == (1, 2), (
+        f"a step-by-step checkpoint interrupted at step {steps_per_epoch + 2} must hold epoch 1, step 2: "
+        f"{left['epoch']}, {left['step_in_epoch']}")
 
 
 def test_existing_run_needs_resume_flag(tmp_path, micro_budget, micro_data):
