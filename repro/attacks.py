@@ -32,15 +32,18 @@ class PGDSettings:
         check_threat_model(self.epsilon, self.step_size, self.steps)
 
 
-def check_images(images: torch.Tensor, labels: torch.Tensor) -> None:
-    """Raise ValueError unless `images` is (B, C, H, W) in [0, 1] and `labels` is (B,)."""
+def check_images(images: torch.Tensor, labels: torch.Tensor, check_range: bool = True) -> None:
+    """Raise ValueError unless `images` is (B, C, H, W) in [0, 1] and `labels` is (B,).
+
+    The range check reads the images' min and max on the host; `check_range=False` skips it.
+    """
     if images.dim() != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(
             f"batch sizes differ: {images.shape[0]} images but labels of shape {tuple(labels.shape)}"
         )
-    if images.numel() and (images.min() < 0 or images.max() > 1):
+    if check_range and images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError(
             f"images must lie in [0, 1], got range [{images.min().item():.4g}, {images.max().item():.4g}]; "
             "pass unnormalised images (the model normalises internally)"
@@ -68,6 +71,7 @@ def pgd(
     random_start: bool = True,
     seed: int | None = None,
     bn_mode: str | None = None,
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Untargeted L-infinity PGD maximising cross-entropy (Madry et al. [11]).
 
@@ -82,13 +86,15 @@ def pgd(
         seed: seeds the random start; the same seed gives the same result.
         bn_mode: "train" (batch statistics) or "eval" (running statistics) while attacking;
             None keeps the model's current modes.
+        check_range: verify images lie in [0, 1] (two host synchronisations); training passes
+            False, its batches being in range by construction.
 
     Returns adversarial images with ||x_adv - x||_inf <= epsilon and 0 <= x_adv <= 1. Only input
     gradients are computed; the model is left exactly as found (modes, requires_grad, .grad,
     BN running statistics).
     """
     check_threat_model(epsilon, step_size, steps)
-    check_images(images, labels)
+    check_images(images, labels, check_range)
     x = images.detach()
     lower = (x - epsilon).clamp_(min=0)
     upper = (x + epsilon).clamp_(max=1)

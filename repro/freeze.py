@@ -70,10 +70,13 @@ def preserved_state(model: nn.Module, bn_mode: str | None = None) -> Iterator[No
     modes = {m: m.training for m in model.modules()}
     flags = {p: p.requires_grad for p in model.parameters()}
     grads = {p: p.grad for p in model.parameters()}
-    buffers = bn_buffers(model)
+    layers = [layer for _, layer in bn_layers(model)]
+    # BN in eval mode never writes its statistics: copy them only if some layer will train inside.
+    updates = any(layer.training for layer in layers) if bn_mode is None else bn_mode != BN_EVAL
+    buffers = bn_buffers(model) if updates and layers else {}
     try:
         if bn_mode is not None:
-            for _, layer in bn_layers(model):
+            for layer in layers:
                 layer.train(bn_mode != BN_EVAL)
         for p in model.parameters():
             p.requires_grad_(False)

@@ -40,6 +40,7 @@ def train_step(
         inputs = pgd(
             model, images, labels, epsilon=attack.epsilon, step_size=attack.step_size,
             steps=attack.steps, seed=seed, bn_mode=config.attack_bn_mode,
+            check_range=False,  # augmented uint8 images: in [0, 1] by construction; no host sync per step
         )
     train_mode(model, config)
     if config.objective == FORWARD_ADVERSARIAL:
