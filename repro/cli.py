@@ -118,6 +118,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.restart:
+        raise ValueError("evaluate never trains or deletes a model; to retrain, run `repro train ID --restart`")
     settings = settings_from(args)
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
     for config_id in args.configs:
@@ -250,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repro: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nrepro: interrupted; finished epochs are checkpointed, continue with --resume", file=sys.stderr)
+        print("\nrepro: interrupted; training is checkpointed every epoch and every few minutes, "
+              "continue with --resume", file=sys.stderr)
         return 130
 
 
