@@ -13,11 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from repro.configs import BN_EVAL
 from repro.freeze import preserved_state
 
 PAPER_EPSILON = 8 / 255  # Section 3.2 and Table 2
 PAPER_STEP_SIZE = 2 / 255  # the paper gives none; eps/4 is Madry et al.'s [11] CIFAR ratio
 PAPER_STEPS = 10  # Section 3.2: "10 iterations of PGD"
+EVALUATION_STEP_FRACTION = 1 / 4  # evaluation PGD steps eps/4, like training's 2/255 at 8/255
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,14 @@ def pgd(
             (grad,) = torch.autograd.grad(loss, x_adv)
             x_adv = torch.min(torch.max(x_adv.detach() + step_size * grad.sign(), lower), upper)
     return x_adv.detach()
+
+
+def evaluation_pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilon: float, steps: int,
+                   seed: int) -> torch.Tensor:
+    """The PGD of evaluation (PGD error, adversarial cross-entropy, Figure 3, `repro bench`).
+
+    Step size epsilon/4 and eval-mode BN: the trained model is attacked as it is tested, with
+    its running statistics (Section 3.2 evaluates trained models; nothing is updated).
+    """
+    return pgd(model, images, labels, epsilon=epsilon, step_size=epsilon * EVALUATION_STEP_FRACTION,
+               steps=steps, seed=seed, bn_mode=BN_EVAL)

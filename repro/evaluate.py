@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from repro.acceleration import accelerated
-from repro.attacks import check_threat_model, pgd
+from repro.attacks import check_threat_model, evaluation_pgd
 from repro.bn_analysis import mean_normalized_weight
 from repro.budgets import Budget
 from repro.data import Dataset, robust_eval_subset, to_float
@@ -51,8 +51,7 @@ def pgd_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     for start in range(0, len(images), budget.eval_batch_size):
         x = to_float(images[start:start + budget.eval_batch_size])
         y = labels[start:start + budget.eval_batch_size]
-        adv = pgd(model, x, y, epsilon=budget.epsilon, step_size=budget.epsilon / 4,
-                  steps=budget.eval_pgd_steps, seed=seed + start, bn_mode="eval")
+        adv = evaluation_pgd(model, x, y, epsilon=budget.epsilon, steps=budget.eval_pgd_steps, seed=seed + start)
         with torch.no_grad():
             logits = model(adv)
         errors.append(logits.argmax(1) != y)

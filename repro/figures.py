@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from repro.attacks import pgd
-from repro.bn_analysis import fold_bn, fold_model
+from repro.attacks import evaluation_pgd
+from repro.bn_analysis import fold_bn, mean_m_per_layer
 from repro.budgets import Budget
 from repro.checkpoint import CheckpointError, atomic_write_json
 from repro.configs import CONFIGURATIONS, Configuration
@@ -129,11 +129,6 @@ def bn_histogram_data(models: dict[str, nn.Module], layer_index: int = PAPER_LAY
 
 # --- Figure 2 ------------------------------------------------------------------------------
 
-def mean_m_per_layer(model: nn.Module) -> list[float]:
-    """Mean normalized weight m (Equation 1) of each BN layer, in forward order (Figure 2's lines)."""
-    return [f.m.double().mean().item() for f in fold_model(model)]
-
-
 def average_difference(a: nn.Module | Sequence[float], b: nn.Module | Sequence[float]) -> float:
     """Mean over layers of (mean m of `a` - mean m of `b`): Section 3.3's -0.177 for BN PARAMS - NORMAL.
 
@@ -186,9 +181,7 @@ def _outputs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsil
         x = images[start:start + batch_size].to(device)
         x = to_float(x) if x.dtype == torch.uint8 else x
         y = labels[start:start + batch_size].to(device)
-        # Same attack as the PGD evaluation: step eps/4, one seed per batch.
-        adv = pgd(model, x, y, epsilon=epsilon, step_size=epsilon / 4, steps=steps,
-                  seed=seed + start, bn_mode="eval")
+        adv = evaluation_pgd(model, x, y, epsilon=epsilon, steps=steps, seed=seed + start)  # as evaluate.py
         clean.append(model(x).double().cpu())
         adversarial.append(model(adv).double().cpu())
     return {"clean": torch.cat(clean), "adversarial": torch.cat(adversarial)}

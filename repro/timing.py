@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from repro.attacks import PGDSettings, pgd
+from repro.attacks import PGDSettings, evaluation_pgd
 from repro.budgets import Budget
 from repro.configs import ADV, BN_STATS_NO_RESET, CLEAN, FORWARD_ADVERSARIAL, FROM_NORMAL, NORMAL, Configuration
 from repro.freeze import apply_configuration
@@ -54,8 +54,8 @@ def measure_rates(budget: Budget, device: torch.device, batch_size: int | None =
                            batch_size, device, repeats)
     model = ResNet20(budget.width).to(device).eval()
     net = accelerated(model, budget, device)
-    rates["pgd_eval"] = _rate(lambda: pgd(net, images, labels, epsilon=budget.epsilon, step_size=budget.epsilon / 4,
-                                          steps=budget.eval_pgd_steps, seed=0), batch_size, device, repeats)
+    rates["pgd_eval"] = _rate(lambda: evaluation_pgd(net, images, labels, epsilon=budget.epsilon,
+                                                     steps=budget.eval_pgd_steps, seed=0), batch_size, device, repeats)
     return rates
 
 
