@@ -69,15 +69,22 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
         _fail(path, "top level", "must be an object")
     if doc.get("schema_version") != SCHEMA_VERSION:
         _fail(path, "schema_version", f"must be {SCHEMA_VERSION}, got {doc.get('schema_version')!r}")
-    for key in ("protocol", "table1", "table2", "table2_budgets", "claims"):
+    for key, kind in (("protocol", dict), ("table1", dict), ("table2", dict), ("table2_budgets", list),
+                      ("claims", list)):
         if key not in doc:
             _fail(path, key, "is missing")
+        if not isinstance(doc[key], kind):
+            _fail(path, key, f"must be a{'n object' if kind is dict else ' list'}, got {type(doc[key]).__name__}")
+    if not all(isinstance(name, str) for name in doc["table2_budgets"]):
+        _fail(path, "table2_budgets", "must list budget names")
     _number(path, "table1.bn_parameter_percent", doc["table1"].get("bn_parameter_percent"), 0, 100)
     table = doc["table2"]
     if not isinstance(table, dict) or set(table) != set(CONFIGURATIONS):
         found = sorted(table) if isinstance(table, dict) else table
         _fail(path, "table2", f"must have exactly the registry's rows {list(CONFIGURATIONS)}, got {found}")
     for config_id, row in table.items():
+        if not isinstance(row, dict):
+            _fail(path, f"table2.{config_id}", "must be an object")
         for key in ("label", "source"):
             if not isinstance(row.get(key), str):
                 _fail(path, f"table2.{config_id}.{key}", "must be a string")
@@ -95,13 +102,16 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
     ids = set()
     for index, claim in enumerate(doc["claims"]):
         where = f"claims[{index}]"
+        if not isinstance(claim, dict):
+            _fail(path, where, "must be an object")
         for key in ("id", "sentence", "source"):
             if not isinstance(claim.get(key), str) or not claim[key]:
                 _fail(path, f"{where}.{key}", "must be a non-empty string")
         if claim["id"] in ids:
             _fail(path, f"{where}.id", f"duplicate claim id {claim['id']!r}")
         ids.add(claim["id"])
-        if not isinstance(claim.get("budgets"), list) or not claim["budgets"]:
+        budgets = claim.get("budgets")
+        if not isinstance(budgets, list) or not budgets or not all(isinstance(b, str) for b in budgets):
             _fail(path, f"{where}.budgets", "must list the budgets the claim is checked at")
         check = claim.get("check")
         if not isinstance(check, dict):
