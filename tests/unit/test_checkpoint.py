@@ -29,7 +29,7 @@ def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("repro.checkpoint.os.fsync", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):  # the injected error itself, not some other OSError
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old", "an interrupted write must not damage the previous file"
     assert [p.name for p in tmp_path.iterdir()] == ["f"], "the temporary file is cleaned up"
