@@ -8,6 +8,9 @@ import multiprocessing
 import pytest
 
 FINE_TUNING = ["bn_stats_no_reset", "bn_params", "bn_only_params"]
+# Seconds before a hung pool counts as a deadlock (a lock never released, a worker waiting on a
+# NORMAL nobody trains). The micro budget finishes in well under a minute on 2 shared cores.
+DEADLOCK_TIMEOUT = 300
 
 
 def worker(out, config_id):
@@ -29,7 +32,9 @@ def worker(out, config_id):
 def outcomes(tmp_path_factory):
     out = tmp_path_factory.mktemp("shared_cache")
     with multiprocessing.get_context("spawn").Pool(len(FINE_TUNING)) as pool:
-        return pool.starmap(worker, [(out, config_id) for config_id in FINE_TUNING], chunksize=1)
+        pending = pool.starmap_async(worker, [(out, config_id) for config_id in FINE_TUNING], chunksize=1)
+        # A bare starmap waits forever: a deadlock would hang CI instead of failing here.
+        return pending.get(timeout=DEADLOCK_TIMEOUT)
 
 
 def test_normal_trained_exactly_once(outcomes):
