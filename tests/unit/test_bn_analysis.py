@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from repro.bn_analysis import fold_bn, fold_conv_bn, fold_model
-from repro.model import ResNet20, bn_layers
+from repro.model import ResNet20
 
 finite = st.floats(-10, 10, allow_nan=False)
 positive = st.floats(1e-3, 100, allow_nan=False)
@@ -63,11 +63,28 @@ def test_hand_computed_example():
     assert torch.allclose(b, torch.tensor([-0.5, -1.0])), f"b = {b}"
 
 
+# ResNet-20's 21 BN layers, written out: the stem's, two per block for 9 blocks, and the BNs of the
+# two projection shortcuts where stages 2 and 3 start (blocks 3 and 6). Figure 2's x-axis is this order.
+RESNET20_BN_NAMES = [
+    "bn1",
+    "blocks.0.bn1", "blocks.0.bn2", "blocks.1.bn1", "blocks.1.bn2", "blocks.2.bn1", "blocks.2.bn2",
+    "blocks.3.bn1", "blocks.3.bn2", "blocks.3.shortcut.1", "blocks.4.bn1", "blocks.4.bn2", "blocks.5.bn1", "blocks.5.bn2",
+    "blocks.6.bn1", "blocks.6.bn2", "blocks.6.shortcut.1", "blocks.7.bn1", "blocks.7.bn2", "blocks.8.bn1", "blocks.8.bn2",
+]
+# Channels of each of those layers as multiples of the width: 7 layers per stage (16/32/64 at width 16).
+RESNET20_BN_WIDTH_MULTIPLES = [1] * 7 + [2] * 7 + [4] * 7
+
+
 def test_fold_model_covers_every_bn_layer_in_order():
-    model = ResNet20(width=2)
-    folded = fold_model(model)
-    assert [f.name for f in folded] == [n for n, _ in bn_layers(model)], "one entry per BN layer, in order"
-    assert all(f.m.shape == (layer.num_features,) for f, (_, layer) in zip(folded, bn_layers(model))), "m per channel"
+    names = [f.name for f in fold_model(ResNet20(width=2))]
+    assert names == RESNET20_BN_NAMES, f"Equation 1 must cover ResNet-20's 21 BN layers in order, got {names}"
+
+
+def test_fold_model_gives_m_per_channel():
+    width = 2
+    shapes = [tuple(f.m.shape) for f in fold_model(ResNet20(width=width))]
+    expected = [(width * k,) for k in RESNET20_BN_WIDTH_MULTIPLES]
+    assert shapes == expected, f"one m per channel of each BN layer: got {shapes}"
 
 
 def test_untracked_statistics_are_rejected():
