@@ -1,6 +1,7 @@
 """The training routine: every configuration trains, checkpoints resume exactly, divergence stops."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from repro.checkpoint import load_checkpoint
 from repro.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.data import synthetic_dataset
+from repro.expected import METRICS, RESULT_KEY
 from repro.pipeline import Pipeline, RunSettings
 from repro.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
 from tests.conftest import make_micro_budget
@@ -34,6 +36,14 @@ def test_every_configuration_trains_and_evaluates(micro_results, config_id):
     for key in ("clean_error", "pgd_error", "autoattack_error"):
         assert 0 <= metrics[key] <= 100, f"{config_id}: {key} = {metrics[key]} is not a percentage"
     assert metrics["n_robust"] == 32, f"{config_id}: robust error on the first n_robust images"
+
+
+@pytest.mark.parametrize("config_id", CONFIGURATIONS)
+def test_result_has_every_metric_a_claim_can_read(micro_results, config_id):
+    _, results = micro_results
+    metrics = results[config_id]["metrics"]
+    absent = [m for m in METRICS if not math.isfinite(metrics.get(RESULT_KEY.get(m, m), float("nan")))]
+    assert absent == [], f"{config_id}: result lacks finite {absent}; claims in expected_results.json read them"
 
 
 @pytest.mark.parametrize("config_id", CONFIGURATIONS)
