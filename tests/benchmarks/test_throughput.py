@@ -22,6 +22,8 @@ from repro.freeze import apply_configuration
 from repro.model import ResNet20
 from repro.train_step import train_step
 
+pytestmark = pytest.mark.bench  # excluded from the default run (pyproject addopts: -m 'not slow and not bench')
+
 WIDTH = 16  # He et al.'s ResNet-20: the CPU reference width
 BATCH = 64
 EPS, STEP = 8 / 255, 2 / 255
