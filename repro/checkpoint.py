@@ -32,6 +32,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600: others on a shared node could not read results
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -63,13 +64,13 @@ def load_checkpoint(path: Path, expect: dict | None = None) -> dict:
     """
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: no code runs
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as error:  # torch raises many types for a damaged file; all mean the same here
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not a torch file ({type(error).__name__}); "
-            "delete it and run again to retrain"
+            "delete it (or pass --restart) and run again to retrain"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__

@@ -21,8 +21,9 @@ from repro.model import bn_layers, parameter_group_of
 def apply_configuration(model: nn.Module, config: Configuration) -> list[nn.Parameter]:
     """Freeze and unfreeze `model`'s parameters for `config`; reset BN statistics if it says so.
 
-    Call once, before training starts (a reset is not repeated on resume). Returns the trainable
-    parameters, in model order, for the optimiser.
+    Call once, before training starts (on resume, loading the checkpoint then replaces the reset
+    statistics with the saved ones). Returns the trainable parameters, in model order, for the
+    optimiser.
     """
     group_of = parameter_group_of(model)
     trainable = []
