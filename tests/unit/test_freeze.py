@@ -3,8 +3,11 @@
 import pytest
 import torch
 
+import repro.train_step
 from repro.attacks import PGDSettings
-from repro.configs import CONFIGURATIONS, STATS_RESET
+from repro.configs import (
+    ADVERSARIAL, BN_EVAL, BN_TRAIN, CLEAN, CONFIGURATIONS, FORWARD_ADVERSARIAL, STATS_FROZEN, STATS_RESET, STATS_UPDATE,
+)
 from repro.freeze import apply_configuration, bn_buffers, train_mode
 from repro.model import BN, CONV1, LOGITS, REST, ResNet20, bn_layers, count_parameters, parameters_in
 from repro.train_step import train_step
@@ -29,11 +32,118 @@ EXPECTED_STATS_MOVE = {
     "adv_bn_only": True, "adv_bn_only_log_conv1": True, "bn_stats_no_reset": True,
     "bn_stats_reset": True, "bn_only_params": False, "bn_params": True, "bn_params_log_conv1": True,
 }
+# BN statistics policy per row, from the paper rather than the registry. Table 1: statistics are
+# updated from scratch (NORMAL/ADV, "+BN ONLY": "training only the BN parameters (and statistics)")
+# and by BN STATS and BN PARAMS; Section 3.3: BN ONLY PARAMS is "*Not* updating the BN statistics";
+# only BN STATS (reset) resets them ("resetting the statistics before forwarding adversarial examples").
+EXPECTED_BN_STATS = {
+    "normal": STATS_UPDATE, "normal_bn_only": STATS_UPDATE, "normal_bn_only_log_conv1": STATS_UPDATE,
+    "adv": STATS_UPDATE, "adv_bn_only": STATS_UPDATE, "adv_bn_only_log_conv1": STATS_UPDATE,
+    "bn_stats_no_reset": STATS_UPDATE, "bn_stats_reset": STATS_RESET, "bn_only_params": STATS_FROZEN,
+    "bn_params": STATS_UPDATE, "bn_params_log_conv1": STATS_UPDATE,
+}
+EXPECTED_RESET = {"bn_stats_reset"}
+# Objective per row. Section 3.2: NORMAL and its BN-only variants train normally; ADV is adversarial
+# training [11]; "we adversarially fine-tune it by only updating the BN statistics (BN STATS) or both
+# the statistics and parameters (BN PARAMS)"; Section 3.3: BN STATS statistics "are updated by simply
+# forwarding adversarial examples"; BN ONLY PARAMS learns the BN parameters adversarially.
+EXPECTED_OBJECTIVE = {
+    "normal": CLEAN, "normal_bn_only": CLEAN, "normal_bn_only_log_conv1": CLEAN,
+    "adv": ADVERSARIAL, "adv_bn_only": ADVERSARIAL, "adv_bn_only_log_conv1": ADVERSARIAL,
+    "bn_stats_no_reset": FORWARD_ADVERSARIAL, "bn_stats_reset": FORWARD_ADVERSARIAL,
+    "bn_only_params": ADVERSARIAL, "bn_params": ADVERSARIAL, "bn_params_log_conv1": ADVERSARIAL,
+}
+# BN mode while training-time PGD examples are generated, for the rows that generate them. The paper
+# does not say: batch statistics (as Madry et al.'s [11] training does) wherever statistics are
+# updated; running statistics for BN ONLY PARAMS, whose frozen BN normalises with them throughout.
+EXPECTED_ATTACK_BN_MODE = {
+    "adv": BN_TRAIN, "adv_bn_only": BN_TRAIN, "adv_bn_only_log_conv1": BN_TRAIN,
+    "bn_stats_no_reset": BN_TRAIN, "bn_stats_reset": BN_TRAIN, "bn_only_params": BN_EVAL,
+    "bn_params": BN_TRAIN, "bn_params_log_conv1": BN_TRAIN,
+}
 CHEAP_ATTACK = PGDSettings(steps=1)  # the mechanics, not the strength, are under test here
 
 
 def test_expectations_cover_registry():
-    assert set(EXPECTED_TRAINABLE) == set(CONFIGURATIONS) == set(EXPECTED_STATS_MOVE), "a row lacks expectations"
+    tables = (EXPECTED_TRAINABLE, EXPECTED_STATS_MOVE, EXPECTED_BN_STATS, EXPECTED_OBJECTIVE)
+    uncovered = {c for table in tables for c in set(CONFIGURATIONS) ^ set(table)}
+    assert uncovered == set(), f"rows without written expectations (or expectations without a row): {uncovered}"
+
+
+def test_attack_expectations_cover_attacking_rows():
+    attacking = {c for c, objective in EXPECTED_OBJECTIVE.items() if objective != CLEAN}
+    assert set(EXPECTED_ATTACK_BN_MODE) == attacking, "every row that attacks needs its BN mode written out"
+
+
+@pytest.mark.parametrize("config_id", CONFIGURATIONS)
+def test_bn_statistics_policy_is_papers(config_id):
+    policy = CONFIGURATIONS[config_id].bn_stats
+    assert policy == EXPECTED_BN_STATS[config_id], f"{config_id}: BN statistics {policy!r}, paper: {EXPECTED_BN_STATS[config_id]!r}"
+
+
+def test_only_bn_stats_reset_resets():
+    resetting = {c for c, policy in EXPECTED_BN_STATS.items() if policy == STATS_RESET}
+    registry = {c.id for c in CONFIGURATIONS.values() if c.bn_stats == STATS_RESET}
+    assert resetting == registry == EXPECTED_RESET, f"Section 3.3 resets for BN STATS (reset) only; registry: {registry}"
+
+
+@pytest.mark.parametrize("config_id", CONFIGURATIONS)
+def test_objective_is_papers(config_id):
+    objective = CONFIGURATIONS[config_id].objective
+    assert objective == EXPECTED_OBJECTIVE[config_id], f"{config_id}: objective {objective!r}, paper: {EXPECTED_OBJECTIVE[config_id]!r}"
+
+
+@pytest.mark.parametrize("config_id", EXPECTED_ATTACK_BN_MODE)
+def test_attack_bn_mode_is_expected(config_id):
+    mode = CONFIGURATIONS[config_id].attack_bn_mode
+    assert mode == EXPECTED_ATTACK_BN_MODE[config_id], f"{config_id}: attacks with BN in {mode!r} mode"
+
+
+def attack_spy(monkeypatch, model):
+    """Record, for every forward pass inside the training step's PGD call, whether BN layers train."""
+    real_pgd = repro.train_step.pgd
+    seen = {"calls": 0, "bn_training": set()}
+    inside = [False]
+
+    def spy(*args, **kwargs):
+        seen["calls"] += 1
+        inside[0] = True
+        try:
+            return real_pgd(*args, **kwargs)
+        finally:
+            inside[0] = False
+
+    def hook(layer, _inputs):
+        if inside[0]:
+            seen["bn_training"].add(layer.training)
+
+    monkeypatch.setattr(repro.train_step, "pgd", spy)
+    for _, layer in bn_layers(model):
+        layer.register_forward_pre_hook(hook)
+    return seen
+
+
+def one_step_with_spy(config_id, batch, monkeypatch):
+    config = CONFIGURATIONS[config_id]
+    model, trainable = configured(config_id)
+    seen = attack_spy(monkeypatch, model)
+    optimizer = torch.optim.SGD(trainable, lr=0.1) if trainable else None
+    train_step(model, config, optimizer, *batch, CHEAP_ATTACK, seed=0)
+    return seen
+
+
+@pytest.mark.parametrize("config_id", CONFIGURATIONS)
+def test_attack_runs_only_for_adversarial_objectives(config_id, batch, monkeypatch):
+    seen = one_step_with_spy(config_id, batch, monkeypatch)
+    attacks = EXPECTED_OBJECTIVE[config_id] != CLEAN
+    assert (seen["calls"] > 0) == attacks, f"{config_id}: PGD called {seen['calls']} times, expected {'some' if attacks else 'none'}"
+
+
+@pytest.mark.parametrize("config_id", EXPECTED_ATTACK_BN_MODE)
+def test_attack_runs_in_expected_bn_mode(config_id, batch, monkeypatch):
+    seen = one_step_with_spy(config_id, batch, monkeypatch)
+    expected = {EXPECTED_ATTACK_BN_MODE[config_id] == BN_TRAIN}
+    assert seen["bn_training"] == expected, f"{config_id}: BN training flags during the attack {seen['bn_training']}, expected {expected}"
 
 
 def configured(config_id):
@@ -94,7 +204,7 @@ def moved_statistics_model():
     return model
 
 
-@pytest.mark.parametrize("config_id", [c.id for c in CONFIGURATIONS.values() if c.bn_stats == STATS_RESET])
+@pytest.mark.parametrize("config_id", sorted(EXPECTED_RESET))
 def test_reset_sets_mean0_var1(config_id):
     model = moved_statistics_model()
     apply_configuration(model, CONFIGURATIONS[config_id])
@@ -104,7 +214,7 @@ def test_reset_sets_mean0_var1(config_id):
         assert layer.num_batches_tracked.item() == 0, f"{name}: counter not reset"
 
 
-@pytest.mark.parametrize("config_id", [c.id for c in CONFIGURATIONS.values() if c.bn_stats != STATS_RESET])
+@pytest.mark.parametrize("config_id", sorted(set(CONFIGURATIONS) - EXPECTED_RESET))
 def test_no_reset_keeps_statistics(config_id):
     model = moved_statistics_model()
     before = bn_buffers(model)
