@@ -9,6 +9,7 @@ run at once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -24,6 +25,16 @@ CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """A short hash of a model's state dict (names, dtypes, shapes, values): which weights these are."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from repro.budgets import Budget
-from repro.checkpoint import atomic_write_json, run_lock
+from repro.checkpoint import atomic_write_json, run_lock, state_fingerprint
 from repro.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL, Configuration
 from repro.data import CIFAR10, DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.evaluate import evaluate
@@ -101,10 +101,11 @@ class Pipeline:
                 for name in (CHECKPOINT_NAME, RESULT_NAME):
                     (folder / name).unlink(missing_ok=True)
                 self._restarted.add(config.id)
-            if not is_complete(folder, config, s.budget, s.seed):
-                initial = None
-                if config.init == FROM_NORMAL:
-                    initial, _ = self.trained_model(NORMAL)
+            initial = fingerprint = None
+            if config.init == FROM_NORMAL:
+                initial, _ = self.trained_model(NORMAL)
+                fingerprint = state_fingerprint(initial.state_dict())
+            if not is_complete(folder, config, s.budget, s.seed, initial_fingerprint=fingerprint):
                 steps = (len(self.data.train_labels) // s.budget.batch_size) * s.budget.epochs_for(
                     config.objective, config.init == FROM_NORMAL)
                 hooks = self.reporter.training(config, steps) if self.reporter else _NoHooks()
@@ -120,15 +121,16 @@ class Pipeline:
         """Train (if needed) and evaluate `config`; writes and returns its result record."""
         s = self.settings
         path = self.folder(config) / RESULT_NAME
-        if reuse and not s.restart and path.exists():
-            record = json.loads(path.read_text())
-            if record.get("identity") == self._identity(config):
-                return record
         model, train_seconds = self.trained_model(config, restart=s.restart)
+        identity = self._identity(config, model)
+        if reuse and path.exists():
+            record = json.loads(path.read_text())
+            if record.get("identity") == identity:
+                return record
         started = time.perf_counter()
         metrics, timings = evaluate(model, self.data, s.budget, seed=s.seed)
         record = {
-            "identity": self._identity(config),
+            "identity": identity,
             "config": asdict(config),
             "metrics": metrics,
             "budget": asdict(s.budget),
@@ -145,10 +147,11 @@ class Pipeline:
         atomic_write_json(path, record)
         return record
 
-    def _identity(self, config: Configuration) -> dict:
+    def _identity(self, config: Configuration, model: ResNet20) -> dict:
+        """What a result record must match to be reused: the very weights, evaluated the same way."""
         s = self.settings
         return {"config_id": config.id, "budget": asdict(s.budget), "seed": s.seed,
-                "data": self.data.provenance()}
+                "data": self.data.provenance(), "model": state_fingerprint(model.state_dict())}
 
 
 class _NoHooks:

@@ -21,7 +21,7 @@ import torch
 from repro.acceleration import accelerated
 from repro.attacks import PGDSettings
 from repro.budgets import Budget
-from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, state_fingerprint
 from repro.configs import FROM_NORMAL, Configuration
 from repro.data import Dataset, augment
 from repro.freeze import apply_configuration
@@ -59,12 +59,22 @@ def run_identity(config: Configuration, budget: Budget, seed: int) -> dict:
     return {"config_id": config.id, "budget": budget.training_fields(), "seed": seed}
 
 
-def is_complete(folder: Path, config: Configuration, budget: Budget, seed: int) -> bool:
-    """Whether `folder` holds a finished training run of this configuration."""
+def is_complete(folder: Path, config: Configuration, budget: Budget, seed: int,
+                initial_fingerprint: str | None = None) -> bool:
+    """Whether `folder` holds a finished training run of this configuration.
+
+    With `initial_fingerprint` (a fine-tuning row's NORMAL, see state_fingerprint), a run that
+    started from other weights (NORMAL retrained since) raises CheckpointError.
+    """
     path = Path(folder) / CHECKPOINT_NAME
     if not path.exists():
         return False
     state = load_checkpoint(path, expect=run_identity(config, budget, seed))
+    if initial_fingerprint is not None and state.get("initial_fingerprint") != initial_fingerprint:
+        raise CheckpointError(
+            f"{path} was fine-tuned from another NORMAL model than the one in the run folder now "
+            f"(retrained since); run `repro train {config.id} --restart` to fine-tune it again"
+        )
     return state["epoch"] == state["epochs"]
 
 
@@ -172,9 +182,12 @@ def train(
             within_epoch = (state["order"].to(device), state["step_in_epoch"],
                             state["loss_sum"].to(device), state["correct"].to(device))
 
+    initial_fingerprint = state_fingerprint(initial_model.state_dict()) if initial_model is not None else None
+
     def checkpoint(epoch_done: int, extra: dict) -> None:
         save_checkpoint(path, {
             **identity,
+            "initial_fingerprint": initial_fingerprint,  # which NORMAL a fine-tuning row started from
             "epoch": epoch_done,
             "epochs": epochs,
             "model": model.state_dict(),

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from repro.checkpoint import load_checkpoint
+from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from repro.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.data import synthetic_dataset
 from repro.expected import METRICS, RESULT_KEY
@@ -153,8 +153,6 @@ def test_existing_run_needs_resume_flag(tmp_path, micro_budget, micro_data):
 
 
 def test_resume_refuses_other_seed(tmp_path, micro_budget, micro_data):
-    from repro.checkpoint import CheckpointError
-
     train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
     with pytest.raises(CheckpointError, match="seed"):
         train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=1, resume=True)
@@ -190,3 +188,28 @@ def test_missing_normal_for_fine_tuning_is_an_error(tmp_path, micro_budget, micr
 def test_lr_schedule(schedule, progress, expected):
     factor = lr_factor(schedule, int(progress * 1000), 1000)
     assert factor == pytest.approx(expected), f"{schedule} at {progress:.0%}: {factor}"
+
+
+def retrain_normal_differently(pipeline):
+    """Stand in for `repro train normal --restart` giving other weights (as a GPU run may)."""
+    path = pipeline.folder(CONFIGURATIONS["normal"]) / CHECKPOINT_NAME
+    state = load_checkpoint(path)
+    state["model"]["fc.bias"] = state["model"]["fc.bias"] + 1.0
+    save_checkpoint(path, {k: v for k, v in state.items() if k != "format"})
+
+
+def test_fine_tuned_row_refuses_a_retrained_normal(tmp_path):
+    settings = RunSettings(budget=make_micro_budget(epochs_clean=1, epochs_finetune=1), out=tmp_path)
+    Pipeline(settings).trained_model(CONFIGURATIONS["bn_params"])
+    retrain_normal_differently(Pipeline(settings))
+    with pytest.raises(CheckpointError, match="another NORMAL"):
+        Pipeline(settings).trained_model(CONFIGURATIONS["bn_params"])
+
+
+def test_result_is_not_reused_for_other_weights(tmp_path):
+    settings = RunSettings(budget=make_micro_budget(epochs_clean=1), out=tmp_path)
+    before = Pipeline(settings).result(CONFIGURATIONS["normal"])
+    retrain_normal_differently(Pipeline(settings))
+    after = Pipeline(settings).result(CONFIGURATIONS["normal"])
+    assert after["identity"]["model"] != before["identity"]["model"], (
+        "a result evaluated on the old weights was reused for the retrained model")
