@@ -1,7 +1,7 @@
 """expected_results.json: valid, faithful to the paper, tolerances that can tell rows apart."""
 
 import copy
-import json
+import operator
 
 import pytest
 
@@ -16,14 +16,6 @@ TABLE2 = {  # Table 2 of the paper, (clean error, robust error) in %
     "bn_stats_no_reset": (6.44, 99.9), "bn_stats_reset": (6.33, 99.6), "bn_only_params": (77.11, 85.3),
     "bn_params": (29.67, 70.5), "bn_params_log_conv1": (26.89, 68.2),
 }
-
-
-def paper_results():
-    """The paper's own numbers as result records (Figure 2's difference for the BN claim)."""
-    records = {c: {"metrics": {"clean_error": v[0], "autoattack_error": v[1]}} for c, v in TABLE2.items()}
-    records["normal"]["metrics"]["mean_normalized_weight"] = 0.0
-    records["bn_params"]["metrics"]["mean_normalized_weight"] = -0.177  # Figure 2's average difference
-    return records
 
 
 @pytest.mark.parametrize("config_id", CONFIGURATIONS)
@@ -41,38 +33,123 @@ def test_table1_bn_share():
     assert EXPECTED["table1"]["bn_parameter_percent"] == 0.15, "Table 1: BN is 0.15% of the parameters"
 
 
-# A tolerance band must not accept the value of the row a claim contrasts it with.
-CONTRASTS = [
-    ("adv", "robust_error", "normal"), ("adv", "robust_error", "bn_params"), ("adv", "clean_error", "normal"),
-    ("bn_params", "robust_error", "adv"), ("bn_params", "robust_error", "bn_only_params"),
-    ("bn_params", "robust_error", "normal"), ("bn_params", "clean_error", "adv"),
-    ("bn_only_params", "robust_error", "normal"), ("bn_only_params", "clean_error", "bn_params"),
-    ("bn_stats_no_reset", "clean_error", "normal"), ("bn_stats_reset", "clean_error", "normal"),
-    ("normal", "robust_error", "bn_only_params"), ("adv_bn_only", "robust_error", "bn_params"),
-    ("adv_bn_only", "clean_error", "bn_params"),
-]
+CLAIMS = EXPECTED["claims"]
+TABLE2_METRICS = ("clean_error", "robust_error")
+STORED_AS = {"robust_error": "autoattack_error"}  # result records keep Table 2's robust error under this key
+RELATIONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-@pytest.mark.parametrize("config_id, metric, contrast", CONTRASTS)
-def test_tolerance_excludes_contrasted_row(config_id, metric, contrast):
-    entry = EXPECTED["table2"][config_id][metric]
-    other = EXPECTED["table2"][contrast][metric]["value"]
-    assert not within_tolerance(entry, other), f"{config_id} {metric} band ±{entry['tolerance']} accepts {contrast}'s {other}"
+def sides(claim):
+    """(config_id, metric) of the claim's left side and, if it has one, its right side."""
+    return [tuple(claim["check"][side].split(".")) for side in ("left", "right") if side in claim["check"]]
 
 
-@pytest.mark.parametrize("claim", EXPECTED["claims"], ids=[c["id"] for c in EXPECTED["claims"]])
+def records(values):
+    """Result records holding `values`: {(config_id, metric): number}."""
+    out = {}
+    for (config_id, metric), value in values.items():
+        out.setdefault(config_id, {"metrics": {}})["metrics"][STORED_AS.get(metric, metric)] = value
+    return out
+
+
+# --- every claim can fail ------------------------------------------------------------------------
+# Records are built from each claim's own relation, so a new claim is covered automatically: one
+# record set just inside the relation's boundary (the claim must hold) and one just outside it (the
+# claim must fail). For strict relations the boundary itself is outside; for <=, >= and |diff|<= it
+# is inside. A check that ignored `times` or `plus`, flipped an operator or confused < with <=
+# fails one of the two.
+RIGHT_VALUE = 40.0  # any right-hand measurement; 40 and the files' factors keep the bound exact
+MARGIN = 0.5  # percentage points beyond (or short of) the boundary
+
+
+def claim_records(claim, holds):
+    check = claim["check"]
+    left, *right = sides(claim)
+    op = check["op"]
+    if op == "|diff|<=":  # right at 0 keeps |left - right| exact
+        return records({left: check["value"] + (0 if holds else MARGIN), right[0]: 0.0})
+    bound = RIGHT_VALUE * check.get("times", 1.0) + check.get("plus", 0.0) if right else check["value"]
+    upper = op in ("<", "<=")  # the relation bounds left from above
+    inward = -MARGIN if upper else MARGIN
+    if op in ("<=", ">="):
+        value = bound if holds else bound - inward
+    else:
+        value = bound + inward if holds else bound
+    return records({left: value, **({right[0]: RIGHT_VALUE} if right else {})})
+
+
+def claim_id(claim):
+    return f"{claim['id']}[{claim['check']['op']}{' times' if 'times' in claim['check'] else ''}]"
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=claim_id)
+def test_claim_holds_just_inside_its_boundary(claim):
+    outcome = check_claim(claim, claim_records(claim, holds=True))
+    assert outcome.passed, f"claim {claim['id']} rejects records that satisfy it: {outcome.relation}"
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=claim_id)
+def test_claim_fails_just_outside_its_boundary(claim):
+    outcome = check_claim(claim, claim_records(claim, holds=False))
+    assert not outcome.passed, f"claim {claim['id']} accepts records that violate it: {outcome.relation}"
+
+
+# --- the paper's own numbers satisfy its claims ----------------------------------------------------
+
+def paper_results():
+    """The paper's own numbers as result records (Figure 2's difference for the BN claim)."""
+    values = {(c, m): v for c, row in TABLE2.items() for m, v in zip(TABLE2_METRICS, row)}
+    values[("normal", "mean_normalized_weight")] = 0.0
+    values[("bn_params", "mean_normalized_weight")] = -0.177  # Figure 2's average difference
+    return records(values)
+
+
+PAPER_NUMBERS = {(c, m) for c, r in paper_results().items() for m in r["metrics"]}
+# Claims the paper's numbers can decide: checked at the paper budget, reading only what the paper
+# reports (it gives no PGD error or PGD cross-entropy).
+PAPER_CHECKABLE = [c for c in CLAIMS if "paper" in c["budgets"]
+                   and all((cfg, STORED_AS.get(m, m)) in PAPER_NUMBERS for cfg, m in sides(c))]
+
+
+@pytest.mark.parametrize("claim", PAPER_CHECKABLE, ids=[c["id"] for c in PAPER_CHECKABLE])
 def test_paper_numbers_satisfy_paper_claims(claim):
-    if "paper" not in claim["budgets"] or "pgd" in json.dumps(claim["check"]):
-        pytest.skip("the paper reports no PGD numbers for this claim")
     outcome = check_claim(claim, paper_results())
     assert outcome.passed, f"the paper's own Table 2 contradicts claim {claim['id']}: {outcome.relation}"
 
 
-def test_claim_fails_when_relation_is_violated():
-    claim = next(c for c in EXPECTED["claims"] if c["id"] == "adv_far_more_robust")
-    broken = paper_results()
-    broken["adv"]["metrics"]["autoattack_error"] = 99.0  # an ADV model that gained nothing
-    assert not check_claim(claim, broken).passed, "a claim that cannot fail is no check"
+# --- tolerance bands tell contrasted rows apart ----------------------------------------------------
+# A claim contrasts two rows on a Table 2 metric when its relation forbids them being equal (at the
+# paper's value of the right-hand row): "ADV is far more robust than NORMAL" does, "BN STATS gains no
+# robustness over NORMAL" and "|diff| <= 5" do not. Neither row's band may accept the other's value.
+
+def contrasts_of(claim):
+    check = claim["check"]
+    if "right" not in check or check["op"] not in RELATIONS:
+        return []
+    (left, metric), (right, right_metric) = sides(claim)
+    if metric != right_metric or metric not in TABLE2_METRICS:
+        return []
+    value = EXPECTED["table2"][right][metric]["value"]
+    if RELATIONS[check["op"]](value, value * check.get("times", 1.0) + check.get("plus", 0.0)):
+        return []  # equal rows satisfy it: no contrast
+    return [(left, metric, right), (right, metric, left)]
+
+
+CLAIM_CONTRASTS = sorted({pair for claim in CLAIMS for pair in contrasts_of(claim)})
+# Contrasts the paper states in its text that are not (yet) claims in expected_results.json.
+TEXT_CONTRASTS = [
+    # Section 3.3, BN STATS: "While clean test error increases slightly".
+    ("bn_stats_no_reset", "clean_error", "normal"), ("bn_stats_reset", "clean_error", "normal"),
+    # Section 3.3: ADV + BN ONLY's clean error is "significantly worse than BN PARAMS".
+    ("adv_bn_only", "clean_error", "bn_params"),
+]
+
+
+@pytest.mark.parametrize("config_id, metric, contrast", CLAIM_CONTRASTS + TEXT_CONTRASTS)
+def test_tolerance_excludes_contrasted_row(config_id, metric, contrast):
+    entry = EXPECTED["table2"][config_id][metric]
+    other = EXPECTED["table2"][contrast][metric]["value"]
+    assert not within_tolerance(entry, other), f"{config_id} {metric} band ±{entry['tolerance']} accepts {contrast}'s {other}"
 
 
 @pytest.mark.parametrize(
