@@ -1,10 +1,12 @@
 """Data pipeline: built-in data, CIFAR-10 loading and verification, tensor augmentation."""
 
+import hashlib
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from repro.data import (
     DataError, augment, load_cifar10, random_crop_flip, robust_eval_subset, synthetic_dataset, synthetic_split,
@@ -48,14 +50,48 @@ def test_crop_flip_is_per_sample():
     assert distinct > 8, f"16 copies of one image got only {distinct} distinct crops/flips"
 
 
-def test_crop_is_a_shifted_window_with_zero_padding():
-    image = torch.arange(1, 1 + 3 * 32 * 32, dtype=torch.float32).view(1, 3, 32, 32)
-    out = random_crop_flip(image.repeat(32, 1, 1, 1), torch.Generator().manual_seed(1))
-    for sample in out:
-        nonzero = sample[sample != 0]
-        assert set(nonzero.tolist()) <= set(image.flatten().tolist()), "crop invents no values"
-        rows = (sample[0] != 0).any(1).sum().item()
-        assert 28 <= rows <= 32, f"a 4-pixel crop keeps 28..32 image rows, got {rows}"
+PAD = 4  # random_crop_flip's default padding (Section 3.2's crops follow [11]: 4 pixels)
+
+
+def crop_or_mirror_crop(sample, image):
+    """(flipped, dy, dx) such that `sample` is the 32x32 window at (dy, dx) of the zero-padded image
+    (flipped=False) or of its horizontal mirror (flipped=True); None if it is neither."""
+    for flipped, source in ((False, image), (True, image.flip(-1))):
+        padded = F.pad(source, (PAD,) * 4)
+        for dy in range(2 * PAD + 1):
+            for dx in range(2 * PAD + 1):
+                if torch.equal(sample, padded[:, dy:dy + 32, dx:dx + 32]):
+                    return flipped, dy, dx
+    return None
+
+
+@pytest.fixture(scope="module")
+def distinct_pixel_image():
+    """One (3, 32, 32) image whose pixels are all different and non-zero, so every window is unique."""
+    return torch.arange(1, 1 + 3 * 32 * 32, dtype=torch.float32).view(3, 32, 32)
+
+
+def crops_of(image, n=64, seed=1):
+    return random_crop_flip(image.repeat(n, 1, 1, 1), torch.Generator().manual_seed(seed))
+
+
+def test_crop_flip_is_a_shifted_crop_of_image_or_mirror(distinct_pixel_image):
+    out = crops_of(distinct_pixel_image)
+    bad = [i for i, sample in enumerate(out) if crop_or_mirror_crop(sample, distinct_pixel_image) is None]
+    assert bad == [], f"samples {bad} are neither a 4-pixel-padded crop of the image nor of its mirror"
+
+
+def test_crop_flip_check_rejects_a_pixel_shuffle(distinct_pixel_image):
+    sample = crops_of(distinct_pixel_image, n=1)[0]
+    shuffled = sample.flatten()[torch.randperm(sample.numel(), generator=torch.Generator().manual_seed(0))].view_as(sample)
+    assert crop_or_mirror_crop(shuffled, distinct_pixel_image) is None, "the crop check must reject shuffled pixels"
+
+
+def test_crop_flip_flips_some_samples_and_not_others(distinct_pixel_image):
+    out = crops_of(distinct_pixel_image)
+    found = [crop_or_mirror_crop(sample, distinct_pixel_image) for sample in out]
+    flips = {match[0] for match in found if match is not None}
+    assert flips == {False, True}, f"64 samples should include flipped and unflipped ones, got flipped in {flips}"
 
 
 def test_crop_flip_is_reproducible():
@@ -96,18 +132,55 @@ def test_robust_subset_is_first_n_in_order():
 
 # --- CIFAR-10 files (a small fake folder; the real data is never needed by tests) -------------
 
-def write_fake_cifar(root, n=4, str_keys=True):
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def fake_label(index):
+    return index * 7 % 10  # labels vary within a batch and follow their image
+
+
+def sample_index(images):
+    """The index written into each fake image's first two pixels (channel 0, row 0), as a list."""
+    return (images[:, 0, 0, 0].long() * 256 + images[:, 0, 0, 1].long()).tolist()
+
+
+def write_fake_cifar(root, n=4, n_test=None, str_keys=True):
+    """A cifar-10-batches-py folder: n images per training batch, n_test (default n) in test_batch.
+
+    Every image carries a unique index in its first two pixels, counted through the batches in
+    the official order (data_batch_1..5, then test_batch), and the label fake_label(index).
+    """
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for index, name in enumerate(names):
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [index] * n}
+    start = 0
+    for name, count in [(name, n) for name in TRAIN_BATCHES] + [("test_batch", n_test or n)]:
+        data = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
+        indices = np.arange(start, start + count)
+        data[:, 0], data[:, 1] = indices // 256, indices % 256
+        entry = {"data": data, "labels": [fake_label(int(i)) for i in indices]}
         if not str_keys:
             entry = {k.encode(): v for k, v in entry.items()}
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f)
+        start += count
     return folder
+
+
+def md5_table(folder, wrong=()):
+    """torchvision's (name, md5) lists for the files in `folder`, with the names in `wrong` mismatched."""
+    def md5(name):
+        return "0" * 32 if name in wrong else hashlib.md5((folder / name).read_bytes()).hexdigest()
+    return [[name, md5(name)] for name in TRAIN_BATCHES], [["test_batch", md5("test_batch")]]
+
+
+def accept_checksums_of(monkeypatch, folder, wrong=()):
+    """Make the fake files the 'official' ones by giving torchvision's table their MD5 sums."""
+    from torchvision.datasets import CIFAR10
+
+    train_list, test_list = md5_table(folder, wrong)
+    monkeypatch.setattr(CIFAR10, "train_list", train_list)
+    monkeypatch.setattr(CIFAR10, "test_list", test_list)
 
 
 def test_missing_cifar_says_how_to_get_it(tmp_path):
@@ -128,16 +201,42 @@ def test_unverified_cifar_loads_with_flag_and_says_so(tmp_path):
     assert data.train_images.shape == (20, 3, 32, 32) and data.test_images.shape == (4, 3, 32, 32), "all batches read"
 
 
-def test_cifar_keeps_official_order(tmp_path):
+def test_cifar_keeps_official_training_order(tmp_path):
     write_fake_cifar(tmp_path)
     data = load_cifar10(tmp_path, allow_unverified=True)
-    assert data.train_labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4, "batches in order 1..5"
+    assert sample_index(data.train_images) == list(range(20)), "training images in file order, batches 1..5"
+
+
+def test_cifar_labels_stay_with_their_images(tmp_path):
+    write_fake_cifar(tmp_path)
+    data = load_cifar10(tmp_path, allow_unverified=True)
+    expected = [fake_label(i) for i in sample_index(data.train_images)] + [fake_label(i) for i in sample_index(data.test_images)]
+    assert data.train_labels.tolist() + data.test_labels.tolist() == expected, "each label belongs to its image"
+
+
+def test_robust_subset_of_cifar_is_first_1000_test_images_in_official_order(tmp_path):
+    write_fake_cifar(tmp_path, n=2, n_test=1100)
+    images, labels = robust_eval_subset(load_cifar10(tmp_path, allow_unverified=True), 1000)
+    first_test = 5 * 2  # test_batch's indices follow the 10 training images
+    assert sample_index(images) == list(range(first_test, first_test + 1000)), "Section 3.2: the first 1000 test examples, in order"
 
 
 def test_cifar_with_bytes_keys_loads(tmp_path):
     write_fake_cifar(tmp_path, str_keys=False)
     data = load_cifar10(tmp_path, allow_unverified=True)
-    assert data.test_labels.tolist() == [5] * 4, "bytes-keyed batches (the offline copy) read as well"
+    assert sample_index(data.test_images) == [20, 21, 22, 23], "bytes-keyed batches (the offline copy) read as well"
+
+
+def test_matching_checksums_load_verified_without_flag(tmp_path, monkeypatch):
+    accept_checksums_of(monkeypatch, write_fake_cifar(tmp_path))
+    data = load_cifar10(tmp_path)
+    assert data.checksum_status == "verified", f"official checksums must be recorded as verified: {data.checksum_status}"
+
+
+def test_unverified_status_names_the_mismatching_batch(tmp_path, monkeypatch):
+    accept_checksums_of(monkeypatch, write_fake_cifar(tmp_path), wrong={"data_batch_3"})
+    status = load_cifar10(tmp_path, allow_unverified=True).checksum_status
+    assert status.startswith("unverified") and status.count("batch") == 1 and "data_batch_3" in status, status
 
 
 def test_corrupt_cifar_batch_names_file(tmp_path):
