@@ -1,17 +1,26 @@
 """The `repro` command line: listing, the main job, and one-line errors that say what to do."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 
+import pytest
 
+from repro.budgets import get_budget
 from repro.cli import main
 from repro.configs import CONFIGURATIONS
 
-MICRO = ["--set", "n_train=128", "--set", "n_test=64", "--set", "batch_size=64", "--set", "epochs_clean=1",
-         "--set", "epochs_adversarial=1", "--set", "epochs_finetune=1", "--set", "train_attack_steps=1",
-         "--set", "eval_pgd_steps=1", "--set", "n_robust=16", "--set", "autoattack_iterations=1",
-         "--set", "eval_batch_size=64", "--quiet"]
+MICRO_SETS = {"n_train": "128", "n_test": "64", "batch_size": "64", "epochs_clean": "1", "epochs_adversarial": "1",
+              "epochs_finetune": "1", "train_attack_steps": "1", "eval_pgd_steps": "1", "n_robust": "16",
+              "autoattack_iterations": "1", "eval_batch_size": "64"}
+MICRO = [arg for field, value in MICRO_SETS.items() for arg in ("--set", f"{field}={value}")] + ["--quiet"]
+
+
+def micro_run_folder(out):
+    """Where `repro ... --out OUT` with the MICRO overrides keeps its runs (overrides get their own folder)."""
+    return out / get_budget("smoke", MICRO_SETS).run_name / "seed0"
 
 
 def run(capsys, *argv):
@@ -71,16 +80,57 @@ def test_evaluate_untrained_says_how_to_train(capsys, tmp_path):
 
 
 def test_corrupt_checkpoint_is_a_one_line_error(capsys, tmp_path):
-    folder = tmp_path / "smoke" / "seed0" / "normal"
+    folder = micro_run_folder(tmp_path) / "normal"
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_bytes(b"junk")
     code, _, err = run(capsys, "train", "normal", "--out", str(tmp_path), *MICRO)
     assert code == 2 and "checkpoint.pt is corrupt" in err, err
 
 
-def test_reproduce_subset_prints_table_and_writes_results(capsys, tmp_path):
-    code, out, err = run(capsys, "reproduce", "--configs", "bn_stats_reset", "--out", str(tmp_path), *MICRO)
-    assert code == 0, err
-    assert "BN STATS (reset)" in out and "NORMAL" in out, f"summary lacks rows:\n{out}"
-    record = json.loads((tmp_path / "smoke" / "seed0" / "bn_stats_reset" / "result.json").read_text())
+RUN = "bn_stats_reset"  # reproduce one fine-tuning row: NORMAL is trained first as its dependency
+RAN = {"normal", RUN}
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    """`repro reproduce --configs bn_stats_reset` at micro scale, once: (exit code, stdout, stderr, run folder)."""
+    out = tmp_path_factory.mktemp("reproduce")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["reproduce", "--configs", RUN, "--out", str(out), *MICRO])
+    return code, stdout.getvalue(), stderr.getvalue(), micro_run_folder(out)
+
+
+def summary_cells(out, label):
+    """The terminal summary's cells after `label` (label column 30 wide): paper, meas., Δ, tol, verdict, twice."""
+    lines = [line for line in out.splitlines() if line[:30].rstrip() == label]
+    assert len(lines) == 1, f"expected one summary line for {label!r}, got {lines}\n{out}"
+    return lines[0][30:].split()
+
+
+def test_reproduce_subset_succeeds(reproduced):
+    code, _, err, _ = reproduced
+    assert code == 0, f"repro reproduce --configs {RUN} failed: {err}"
+
+
+@pytest.mark.parametrize("config_id", sorted(RAN))
+def test_summary_shows_measured_numbers_of_rows_run(reproduced, config_id):
+    _, out, _, folder = reproduced
+    metrics = json.loads((folder / config_id / "result.json").read_text())["metrics"]
+    cells = summary_cells(out, CONFIGURATIONS[config_id].label)
+    shown = (cells[1], cells[6])  # measured clean error, measured robust (AutoAttack) error
+    expected = (f"{metrics['clean_error']:.2f}", f"{metrics['autoattack_error']:.2f}")
+    assert shown == expected and "missing" not in cells, f"{config_id} ran: summary shows {cells}, measured {expected}"
+
+
+def test_summary_says_missing_for_rows_not_run(reproduced):
+    _, out, _, _ = reproduced
+    wrong = {c.id: cells for c in CONFIGURATIONS.values() if c.id not in RAN
+             if (cells := summary_cells(out, c.label))[1] != "—" or cells.count("missing") != 2}
+    assert wrong == {}, f"rows that were not run must show no number and say missing: {wrong}"
+
+
+def test_reproduce_writes_results_with_overrides(reproduced):
+    _, _, _, folder = reproduced
+    record = json.loads((folder / RUN / "result.json").read_text())
     assert record["metrics"]["n_robust"] == 16, "the --set overrides reached the evaluation"
