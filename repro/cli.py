@@ -119,7 +119,8 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     if args.restart:
-        raise ValueError("evaluate never trains or deletes a model; to retrain, run `repro train ID --restart`")
+        raise ValueError("evaluate never trains or deletes a model; to retrain, run "
+                         f"`repro train {' '.join(args.configs)} --restart`")
     settings = settings_from(args)
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
     for config_id in args.configs:

@@ -79,6 +79,12 @@ def test_evaluate_untrained_says_how_to_train(capsys, tmp_path):
     assert code == 2 and "repro train adv" in err, err
 
 
+def test_evaluate_refuses_restart(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", "normal", "--restart", "--out", str(tmp_path), *MICRO)
+    assert code == 2 and "repro train normal --restart" in err, (
+        f"evaluate --restart must refuse (it used to delete the trained model): {err}")
+
+
 def test_corrupt_checkpoint_is_a_one_line_error(capsys, tmp_path):
     folder = micro_run_folder(tmp_path) / "normal"
     folder.mkdir(parents=True)

@@ -163,6 +163,11 @@ def test_tolerance_excludes_contrasted_row(config_id, metric, contrast):
         (lambda d: d["claims"][0]["check"].update(left="advv.clean_error"), "unknown configuration"),
         (lambda d: d["claims"][0]["check"].update(op="=="), "op"),
         (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d.update(table1=[1]), "table1: must be an object"),
+        (lambda d: d.update(table2_budgets="paper"), "table2_budgets: must be a list"),
+        (lambda d: d["table2"].update(adv=3), "table2.adv: must be an object"),
+        (lambda d: d["claims"].__setitem__(0, "adv beats normal"), r"claims\[0\]: must be an object"),
+        (lambda d: d["claims"][0].update(budgets="smoke"), "budgets"),
     ],
 )
 def test_malformed_file_gives_clear_error(mutate, message):
