@@ -7,6 +7,7 @@ data (no download), then prints a Table 2 style summary.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -237,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 USER_ERRORS = (ExpectedResultsError, UnknownConfigurationError, DataError, CheckpointError, RunExistsError, TrainingDivergedError, ValueError)
+# ValueError is how bad input is reported throughout (budgets, attacks, data); REPRO_DEBUG=1 shows
+# the traceback instead, for the rare ValueError that is a bug rather than bad input.
+DEBUG_ENV = "REPRO_DEBUG"
 
 
 def _terminate(signum, frame):
@@ -250,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as error:
-        print(f"repro: error: {error}", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"repro: error: {error} (traceback: {DEBUG_ENV}=1)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nrepro: interrupted; training is checkpointed every epoch and every few minutes, "

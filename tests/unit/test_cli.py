@@ -140,3 +140,9 @@ def test_reproduce_writes_results_with_overrides(reproduced):
     _, _, _, folder = reproduced
     record = json.loads((folder / RUN / "result.json").read_text())
     assert record["metrics"]["n_robust"] == 16, "the --set overrides reached the evaluation"
+
+
+def test_debug_env_shows_the_traceback(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DEBUG", "1")
+    with pytest.raises(ValueError, match="epsilon"):
+        main(["train", "normal", "--set", "epsilon=2", "--out", str(tmp_path)])
