@@ -13,7 +13,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from repro.data import CIFAR10, DATASETS, SYNTHETIC
+from repro.configs import CLEAN
+from repro.data import CIFAR10, CIFAR10_SIZES, DATASETS, SYNTHETIC
 
 SCHEDULES = ("step", "linear")
 
@@ -126,7 +127,12 @@ class Budget:
         """Epochs a configuration with `objective` trains under this budget."""
         if from_normal:
             return self.epochs_finetune
-        return self.epochs_clean if objective == "clean" else self.epochs_adversarial
+        return self.epochs_clean if objective == CLEAN else self.epochs_adversarial
+
+    @property
+    def train_images(self) -> int:
+        """Training images per epoch: n_train, or all of CIFAR-10's when n_train is None."""
+        return self.n_train or CIFAR10_SIZES[0]
 
 
 TRAINING_FIELDS = (

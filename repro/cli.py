@@ -89,7 +89,7 @@ def check_affordable(settings: RunSettings, configs, allow_slow: bool) -> None:
     if settings.device.type != "cpu" or allow_slow:
         return
     seconds = estimate_seconds(settings.budget, configs, settings.device,
-                               n_train=settings.budget.n_train or 50_000)
+                               n_train=settings.budget.train_images)
     if seconds > SLOW_RUN_SECONDS:
         raise ValueError(
             f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU; "
@@ -160,7 +160,7 @@ def cmd_bench(args) -> int:
     rates = measure_rates(budget, device, repeats=args.repeats)
     for key, rate in rates.items():
         print(f"  {key:<20} {rate:10.1f} images/s")
-    n_train = budget.n_train or 50_000
+    n_train = budget.train_images
     total = 0.0
     print(f"estimated wall time per row ({n_train} training images, {budget.n_robust} attacked):")
     for config in CONFIGURATIONS.values():

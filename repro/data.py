@@ -22,6 +22,7 @@ from repro.configs import AUTOAUGMENT, CROP_FLIP
 CIFAR_DIRNAME = "cifar-10-batches-py"
 SYNTHETIC = "synthetic"
 CIFAR10 = "cifar10"
+CIFAR10_SIZES = (50_000, 10_000)  # training and test images; the built-in data mirrors them by default
 DATASETS = (SYNTHETIC, CIFAR10)
 
 

@@ -19,7 +19,7 @@ import torch
 from repro.budgets import Budget
 from repro.checkpoint import atomic_write_json, run_lock, state_fingerprint
 from repro.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL, Configuration
-from repro.data import CIFAR10, DataError, Dataset, load_cifar10, synthetic_dataset
+from repro.data import CIFAR10, CIFAR10_SIZES, DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.evaluate import evaluate
 from repro.model import ResNet20
 from repro.provenance import device_description, git_commit, library_versions
@@ -53,7 +53,7 @@ def load_data(settings: RunSettings) -> Dataset:
         data = load_cifar10(settings.data_dir, download=settings.download,
                             allow_unverified=settings.allow_unverified_data)
     else:
-        data = synthetic_dataset(budget.n_train or 50_000, budget.n_test or 10_000, seed=SYNTHETIC_DATA_SEED)
+        data = synthetic_dataset(budget.train_images, budget.n_test or CIFAR10_SIZES[1], seed=SYNTHETIC_DATA_SEED)
     if budget.n_train is not None:
         data.train_images, data.train_labels = data.train_images[:budget.n_train], data.train_labels[:budget.n_train]
     return data.to(settings.device)
