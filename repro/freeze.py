@@ -74,7 +74,7 @@ def preserved_state(model: nn.Module, bn_mode: str | None = None) -> Iterator[No
     layers = [layer for _, layer in bn_layers(model)]
     # BN in eval mode never writes its statistics: copy them only if some layer will train inside.
     updates = any(layer.training for layer in layers) if bn_mode is None else bn_mode != BN_EVAL
-    buffers = bn_buffers(model) if updates and layers else {}
+    buffers = bn_buffers(model) if updates else {}
     try:
         if bn_mode is not None:
             for layer in layers:
