@@ -147,12 +147,17 @@ def render_terminal(expected: dict, results: dict[str, dict], budget_name: str, 
 def write_report(run_folder: Path, expected: dict, budget: Budget) -> tuple[str, Path]:
     """Render the report of `run_folder` under `budget`; writes report.md there, returns (terminal text, path).
 
-    Only records evaluated under `budget` count; tolerances and claims apply when the budget is a
-    registered one without overrides (Budget.table2_name); claims apply under overrides too.
+    Only records evaluated under `budget` count. Table 2's tolerances apply when the budget is a
+    registered one without overrides (Budget.table2_name) and every record's data has verified
+    checksums; claims apply under overrides and on unverified data too.
     """
     results = collect_results(run_folder, budget)
+    table2_name = budget.table2_name
+    statuses = {r["provenance"]["data"]["checksum_status"] for r in results.values()}
+    if statuses - {"verified"}:
+        table2_name += " (data without verified checksums)"
     figures = sorted(str(p.relative_to(run_folder)) for p in Path(run_folder).glob("figures/*.png"))
     path = Path(run_folder) / REPORT_NAME
-    markdown = render_markdown(expected, results, budget.name, figures, table2_name=budget.table2_name)
+    markdown = render_markdown(expected, results, budget.name, figures, table2_name=table2_name)
     atomic_write_bytes(path, markdown.encode())
-    return render_terminal(expected, results, budget.name, budget.table2_name), path
+    return render_terminal(expected, results, budget.name, table2_name), path

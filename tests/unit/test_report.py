@@ -4,8 +4,8 @@ import copy
 import dataclasses
 import json
 
-from repro.budgets import SMOKE
-from repro.report import claim_rows, collect_results, render_markdown, table2_rows
+from repro.budgets import PAPER, SMOKE
+from repro.report import claim_rows, collect_results, render_markdown, table2_rows, write_report
 from tests.unit.test_expected import EXPECTED, paper_results
 
 PROVENANCE = {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu", "data": {
@@ -69,3 +69,15 @@ def test_report_leaves_out_records_of_other_evaluation_settings(tmp_path):
         (tmp_path / config_id).mkdir()
         (tmp_path / config_id / "result.json").write_text(json.dumps({"budget": dataclasses.asdict(budget)}))
     assert list(collect_results(tmp_path, SMOKE)) == ["normal"], "one report must not mix evaluation protocols"
+
+
+def test_unverified_data_is_not_judged_against_table2(tmp_path):
+    for config_id, record in records().items():
+        record["budget"] = dataclasses.asdict(PAPER)
+        record["provenance"] = {**PROVENANCE, "data": {**PROVENANCE["data"], "checksum_status": "unverified (x)"}}
+        (tmp_path / config_id).mkdir()
+        (tmp_path / config_id / "result.json").write_text(json.dumps(record))
+    text, _ = write_report(tmp_path, EXPECTED, PAPER)
+    labels = tuple(row["label"] for row in EXPECTED["table2"].values())
+    judged = [line for line in text.splitlines() if line.startswith(labels) and ("pass" in line or "FAIL" in line)]
+    assert judged == [], f"Table 2 on data without verified checksums must be shown, not judged:\n{text}"
