@@ -69,3 +69,12 @@ def mean_normalized_weight(model: nn.Module) -> float:
     """
     per_layer = mean_m_per_layer(model)
     return sum(per_layer) / len(per_layer)
+
+
+def mean_abs_gamma_per_layer(model: nn.Module) -> list[float]:
+    """Mean |gamma| of each BN layer, in forward order, in float64: how concentrated around zero
+    the BN scale parameters are (Section 3.3 on Figure 1: "the distribution of the BN parameters
+    ... becomes slightly more concentrated around zero across most layers"). A layer without
+    affine parameters scales by 1."""
+    return [layer.weight.detach().double().abs().mean().item() if layer.affine else 1.0
+            for _, layer in bn_layers(model)]

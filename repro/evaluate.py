@@ -17,9 +17,11 @@ from torch.nn import functional as F
 
 from repro.acceleration import accelerated
 from repro.attacks import check_threat_model, evaluation_pgd
-from repro.bn_analysis import mean_normalized_weight
+from repro.bn_analysis import mean_abs_gamma_per_layer, mean_m_per_layer, mean_normalized_weight
 from repro.budgets import Budget
 from repro.data import Dataset, robust_eval_subset, to_float
+
+SERIES_DECIMALS = 6  # per-row arrays in result.json ("series") are rounded to this many decimals
 
 
 def freeze_for_evaluation(model: nn.Module) -> nn.Module:
@@ -45,21 +47,52 @@ def error_percent(predictions: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * (predictions != labels).float().mean().item()
 
 
-def pgd_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, budget: Budget, seed: int) -> dict:
-    """PGD robust error (%) and mean cross-entropy on PGD examples (eval-mode BN)."""
-    errors, losses = [], []
+def pgd_logits(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, budget: Budget, seed: int) -> torch.Tensor:
+    """Logits (N, classes) on PGD examples of `images` (eval-mode BN); batch at offset i seeds seed + i."""
+    out = []
     for start in range(0, len(images), budget.eval_batch_size):
         x = to_float(images[start:start + budget.eval_batch_size])
         y = labels[start:start + budget.eval_batch_size]
         adv = evaluation_pgd(model, x, y, epsilon=budget.epsilon, steps=budget.eval_pgd_steps, seed=seed + start)
         with torch.no_grad():
-            logits = model(adv)
-        errors.append(logits.argmax(1) != y)
-        losses.append(F.cross_entropy(logits, y, reduction="none"))
+            out.append(model(adv))
+    return torch.cat(out)
+
+
+def pgd_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, budget: Budget, seed: int,
+                   logits: torch.Tensor | None = None) -> dict:
+    """PGD robust error (%) and mean cross-entropy on PGD examples (eval-mode BN).
+
+    `logits`: the model's logits on those PGD examples when already computed (pgd_logits).
+    """
+    logits = pgd_logits(model, images, labels, budget, seed) if logits is None else logits
     return {
-        "pgd_error": 100.0 * torch.cat(errors).float().mean().item(),
-        "pgd_cross_entropy": torch.cat(losses).mean().item(),
+        "pgd_error": 100.0 * (logits.argmax(1) != labels).float().mean().item(),
+        "pgd_cross_entropy": F.cross_entropy(logits, labels, reduction="none").mean().item(),
     }
+
+
+@torch.no_grad()
+def clean_logits(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits (N, classes) on uint8 or float images, in batches."""
+    return torch.cat([model(to_float(b) if b.dtype == torch.uint8 else b) for b in images.split(batch_size)])
+
+
+def max_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """The confidence of each prediction (N,): its largest softmax probability, in float64 (Figure 3)."""
+    return F.softmax(logits.double(), 1).max(1).values
+
+
+def _rounded(values: torch.Tensor) -> list[float]:
+    # 1e-6 is far below any distance or difference a claim compares, and keeps result.json small.
+    return [round(v, SERIES_DECIMALS) for v in values.double().flatten().tolist()]
+
+
+def output_series(clean: torch.Tensor, adversarial: torch.Tensor) -> dict[str, list[float]]:
+    """Figure 3's inputs for one model: max-softmax confidences (N,) and logits (N x classes,
+    row-major) on clean and on PGD examples of the same N images."""
+    return {"confidence_clean": _rounded(max_softmax(clean)), "confidence_pgd": _rounded(max_softmax(adversarial)),
+            "logits_clean": _rounded(clean), "logits_pgd": _rounded(adversarial)}
 
 
 def autoattack_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, budget: Budget, seed: int) -> dict:
@@ -88,13 +121,17 @@ def autoattack_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.
     return {"autoattack_error": error_percent(predictions, labels), "autoattack_version": budget.autoattack_version}
 
 
-def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tuple[dict, dict]:
-    """All Table 2 metrics of a trained model; returns (metrics, seconds per phase).
+def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tuple[dict, dict, dict]:
+    """All Table 2 metrics of a trained model; returns (metrics, series, seconds per phase).
 
+    `series` holds the per-row arrays the claims compare across rows (Figures 1-3): per BN layer
+    the mean m and the mean |gamma|, and on the first budget.n_robust test images the confidences
+    and logits, clean and under the evaluation PGD (the same examples the PGD error counts).
     `model` and `data` must be on the same device.
     """
     freeze_for_evaluation(model)
     normalized_weight = mean_normalized_weight(model)
+    series = {"mean_m_per_layer": mean_m_per_layer(model), "mean_abs_gamma_per_layer": mean_abs_gamma_per_layer(model)}
     model = accelerated(model, budget, data.test_images.device)  # the model itself on a CPU
     timings = {}
     started = time.perf_counter()
@@ -105,9 +142,11 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
     started = time.perf_counter()
     metrics = {"clean_error": clean, "n_clean": n_test, "n_robust": len(labels),
                "mean_normalized_weight": normalized_weight}
-    metrics.update(pgd_evaluation(model, images, labels, budget, seed))
+    adversarial = pgd_logits(model, images, labels, budget, seed)
+    metrics.update(pgd_evaluation(model, images, labels, budget, seed, logits=adversarial))
+    series.update(output_series(clean_logits(model, images, budget.eval_batch_size), adversarial))
     timings["pgd"] = time.perf_counter() - started
     started = time.perf_counter()
     metrics.update(autoattack_evaluation(model, images, labels, budget, seed))
     timings["autoattack"] = time.perf_counter() - started
-    return metrics, timings
+    return metrics, series, timings

@@ -2,13 +2,23 @@
 
 The file is data: Table 1's BN share, Table 2's clean and robust errors with a tolerance and its
 reason per metric, and the paper's qualitative claims, each with the sentence it comes from and a
-relation between measured numbers. A relation reads
+relation between measured numbers. A relation ("check") reads
 
     LEFT op RIGHT * times + plus       (op one of <, <=, >, >=)
     LEFT op value                       (no RIGHT)
     |LEFT - RIGHT| <= value             (op "|diff|<=")
+    |LEFT - value| <= tolerance         (op "within": a paper value with a stated tolerance)
 
-where LEFT and RIGHT name "CONFIG_ID.METRIC" in the measured results.
+where LEFT and RIGHT are quantities measured in the results, each one of
+
+    "CONFIG_ID.METRIC"                              a number of that row's result ("metrics")
+    {"difference": ["C.METRIC", "C.METRIC"]}         the first number minus the second
+    {"wasserstein1": ["C.SERIES", "C.SERIES"]}       1-Wasserstein distance between the empirical
+                                                     distributions of two rows' arrays (Figure 3)
+    {"fraction": ["C.SERIES", op, "C.SERIES"]}       share of positions i (e.g. BN layers) where
+                                                     first[i] op second[i] holds ("in most layers")
+
+METRIC is one of METRICS; SERIES one of SERIES, the per-row arrays results keep under "series".
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.configs import CONFIGURATIONS
+from repro.distances import fraction_where, wasserstein1
 
 EXPECTED_PATH = Path(__file__).resolve().parent.parent / "expected_results.json"
 SCHEMA_VERSION = 1
@@ -26,6 +37,12 @@ METRICS = ("clean_error", "robust_error", "pgd_error", "pgd_cross_entropy", "mea
 # Table 2's "robust test error" is AutoAttack's; results store it under this key.
 RESULT_KEY = {"robust_error": "autoattack_error"}
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+# Per-row arrays (result records' "series", written by repro.evaluate.evaluate): per BN layer in
+# forward order, and per image (logits: per image and class) on the first n_robust test images.
+SERIES = ("mean_m_per_layer", "mean_abs_gamma_per_layer", "confidence_clean", "confidence_pgd",
+          "logits_clean", "logits_pgd")
+# Derived quantities: what each reads (METRICS or SERIES) and how many items its list holds.
+DERIVED = {"difference": (METRICS, 2), "wasserstein1": (SERIES, 2), "fraction": (SERIES, 3)}
 
 
 class ExpectedResultsError(ValueError):
@@ -53,14 +70,58 @@ def _number(path, where, value, low=None, high=None):
         _fail(path, where, f"must lie in [{low}, {high}], got {value}")
 
 
-def _reference(path, where, ref):
+def _reference(path, where, ref, names=METRICS):
+    kind = "metric" if names is METRICS else "series"
     if not isinstance(ref, str) or ref.count(".") != 1:
-        _fail(path, where, f"must read CONFIG_ID.METRIC, got {ref!r}")
+        _fail(path, where, f"must read CONFIG_ID.{kind.upper()}, got {ref!r}")
     config_id, metric = ref.split(".")
     if config_id not in CONFIGURATIONS:
         _fail(path, where, f"unknown configuration {config_id!r}")
-    if metric not in METRICS:
-        _fail(path, where, f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    if metric not in names:
+        _fail(path, where, f"unknown {kind} {metric!r}; valid: {', '.join(names)}")
+
+
+def _quantity(path, where, quantity):
+    """Validate one side of a relation: a metric reference or one derived quantity."""
+    if isinstance(quantity, str):
+        return _reference(path, where, quantity)
+    if not isinstance(quantity, dict) or len(quantity) != 1 or next(iter(quantity)) not in DERIVED:
+        _fail(path, where, f"must be CONFIG_ID.METRIC or an object with one key of {list(DERIVED)}, got {quantity!r}")
+    (form, items), = quantity.items()
+    names, length = DERIVED[form]
+    if not isinstance(items, list) or len(items) != length:
+        _fail(path, f"{where}.{form}", f"must list {length} items, got {items!r}")
+    if form == "fraction":
+        if items[1] not in OPERATORS:
+            _fail(path, f"{where}.fraction[1]", f"must be one of {list(OPERATORS)}, got {items[1]!r}")
+        items = [items[0], items[2]]
+    for index, ref in enumerate(items):
+        _reference(path, f"{where}.{form}[{index}]", ref, names)
+
+
+def _check(path, where, check):
+    """Validate a claim's relation (the forms in the module docstring)."""
+    if not isinstance(check, dict):
+        _fail(path, where, "must be an object")
+    _quantity(path, f"{where}.left", check.get("left"))
+    op = check.get("op")
+    if op == "|diff|<=":
+        _quantity(path, f"{where}.right", check.get("right"))
+        _number(path, f"{where}.value", check.get("value"), 0)
+    elif op == "within":
+        if "right" in check:
+            _fail(path, f"{where}.right", "op 'within' compares LEFT with a value: drop right")
+        _number(path, f"{where}.value", check.get("value"))
+        _number(path, f"{where}.tolerance", check.get("tolerance"), 0)
+    elif op in OPERATORS:
+        if "right" in check:
+            _quantity(path, f"{where}.right", check["right"])
+            _number(path, f"{where}.times", check.get("times", 1.0))
+            _number(path, f"{where}.plus", check.get("plus", 0.0))
+        else:
+            _number(path, f"{where}.value", check.get("value"))
+    else:
+        _fail(path, f"{where}.op", f"must be one of {[*OPERATORS, '|diff|<=', 'within']}, got {op!r}")
 
 
 def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
@@ -113,23 +174,11 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
         budgets = claim.get("budgets")
         if not isinstance(budgets, list) or not budgets or not all(isinstance(b, str) for b in budgets):
             _fail(path, f"{where}.budgets", "must list the budgets the claim is checked at")
-        check = claim.get("check")
-        if not isinstance(check, dict):
-            _fail(path, f"{where}.check", "must be an object")
-        _reference(path, f"{where}.check.left", check.get("left"))
-        op = check.get("op")
-        if op == "|diff|<=":
-            _reference(path, f"{where}.check.right", check.get("right"))
-            _number(path, f"{where}.check.value", check.get("value"), 0)
-        elif op in OPERATORS:
-            if "right" in check:
-                _reference(path, f"{where}.check.right", check["right"])
-                _number(path, f"{where}.check.times", check.get("times", 1.0))
-                _number(path, f"{where}.check.plus", check.get("plus", 0.0))
-            else:
-                _number(path, f"{where}.check.value", check.get("value"))
-        else:
-            _fail(path, f"{where}.check.op", f"must be one of {[*OPERATORS, '|diff|<=']}, got {op!r}")
+        _check(path, f"{where}.check", claim.get("check"))
+        reason = claim.get("tolerance_reason")
+        if ("tolerance_reason" in claim or claim["check"]["op"] == "within") and (
+                not isinstance(reason, str) or not reason.strip()):
+            _fail(path, f"{where}.tolerance_reason", "must say why the margin or tolerance is this wide")
     return doc
 
 
@@ -142,40 +191,94 @@ def load_expected(path: Path = EXPECTED_PATH) -> dict:
     return validate(doc, path)
 
 
-def measured(results: dict[str, dict], ref: str) -> float:
-    """The measured number CONFIG_ID.METRIC from result records keyed by configuration id."""
-    config_id, metric = ref.split(".")
+def measured(results: dict[str, dict], ref: str) -> float | list[float]:
+    """The measured CONFIG_ID.METRIC (a number) or CONFIG_ID.SERIES (an array) from result records
+    keyed by configuration id."""
+    config_id, name = ref.split(".")
     if config_id not in results:
         raise KeyError(f"no result for {config_id} (needed by {ref})")
-    return results[config_id]["metrics"][RESULT_KEY.get(metric, metric)]
+    if name in SERIES:
+        return results[config_id]["series"][name]
+    return results[config_id]["metrics"][RESULT_KEY.get(name, name)]
+
+
+def _references(quantity) -> list[str]:
+    if isinstance(quantity, str):
+        return [quantity]
+    (form, items), = quantity.items()
+    return [items[0], items[2]] if form == "fraction" else list(items)
+
+
+def claim_references(claim: dict) -> list[str]:
+    """Every CONFIG_ID.NAME a claim's relation reads, in order."""
+    check = claim["check"]
+    return [ref for side in ("left", "right") if side in check for ref in _references(check[side])]
 
 
 def claim_configurations(claim: dict) -> set[str]:
     """The configuration ids a claim's relation reads."""
-    check = claim["check"]
-    return {check[side].split(".")[0] for side in ("left", "right") if side in check}
+    return {ref.split(".")[0] for ref in claim_references(claim)}
+
+
+def missing_inputs(claim: dict, results: dict[str, dict]) -> list[str]:
+    """The CONFIG_ID.NAME a claim reads that `results` lack (a row not run, or a record written
+    before that metric or series was recorded); empty when the claim can be checked."""
+    missing = []
+    for ref in claim_references(claim):
+        config_id, name = ref.split(".")
+        record = results.get(config_id, {})
+        held = record.get("series", {}) if name in SERIES else record.get("metrics", {})
+        if RESULT_KEY.get(name, name) not in held and ref not in missing:
+            missing.append(ref)
+    return missing
+
+
+def _shown(value: float, quantity) -> str:
+    # Distances between confidence distributions are often a few hundredths: one more digit.
+    return f"{value:.4f}" if isinstance(quantity, dict) and "wasserstein1" in quantity else f"{value:.3f}"
+
+
+def _evaluate(quantity, results: dict[str, dict]) -> tuple[float, str, str]:
+    """(value, what it is, the measured value as shown) of one side of a relation."""
+    if isinstance(quantity, str):
+        value = measured(results, quantity)
+        return value, quantity, f"{value:.3f}"
+    (form, items), = quantity.items()
+    if form == "difference":
+        value = measured(results, items[0]) - measured(results, items[1])
+        return value, f"({items[0]} - {items[1]})", f"{value:.3f}"
+    if form == "wasserstein1":
+        value = wasserstein1(measured(results, items[0]), measured(results, items[1]))
+        return value, f"W1({items[0]}, {items[1]})", _shown(value, quantity)
+    count, total = fraction_where(measured(results, items[0]), items[1], measured(results, items[2]))
+    return count / total, f"share({items[0]} {items[1]} {items[2]})", f"{count}/{total}={count / total:.3f}"
 
 
 def check_claim(claim: dict, results: dict[str, dict]) -> ClaimOutcome:
     """Evaluate one claim's relation on measured results."""
     check = claim["check"]
-    left = measured(results, check["left"])
+    left, left_name, left_shown = _evaluate(check["left"], results)
     op = check["op"]
     if op == "|diff|<=":
-        right = measured(results, check["right"])
+        right, right_name, right_shown = _evaluate(check["right"], results)
         passed = abs(left - right) <= check["value"]
-        relation = f"|{check['left']} - {check['right']}| = |{left:.3f} - {right:.3f}| <= {check['value']}"
+        relation = f"|{left_name} - {right_name}| = |{left_shown} - {right_shown}| <= {check['value']}"
+    elif op == "within":
+        value, tolerance = check["value"], check["tolerance"]
+        passed = abs(left - value) <= tolerance
+        relation = (f"{left_name} within {value:g} ± {tolerance:g}: {left_shown} in "
+                    f"[{value - tolerance:.3f}, {value + tolerance:.3f}]")
     elif "right" in check:
-        right = measured(results, check["right"])
+        right, right_name, _ = _evaluate(check["right"], results)
         times, plus = check.get("times", 1.0), check.get("plus", 0.0)
         bound = right * times + plus
         passed = OPERATORS[op](left, bound)
-        scaled = check["right"] if times == 1 else f"{times:g}*{check['right']}"
+        scaled = right_name if times == 1 else f"{times:g}*{right_name}"
         offset = f" {'+' if plus >= 0 else '-'} {abs(plus):g}" if plus else ""
-        relation = f"{check['left']} {op} {scaled}{offset}: {left:.3f} {op} {bound:.3f}"
+        relation = f"{left_name} {op} {scaled}{offset}: {left_shown} {op} {_shown(bound, check['left'])}"
     else:
         passed = OPERATORS[op](left, check["value"])
-        relation = f"{check['left']} {op} {check['value']}: {left:.3f} {op} {check['value']}"
+        relation = f"{left_name} {op} {check['value']}: {left_shown} {op} {check['value']}"
     return ClaimOutcome(claim["id"], claim["sentence"], relation, bool(passed))
 
 

@@ -26,6 +26,7 @@ from repro.budgets import Budget
 from repro.checkpoint import CheckpointError, atomic_write_json
 from repro.configs import CONFIGURATIONS, Configuration
 from repro.data import Dataset, robust_eval_subset, to_float
+from repro.distances import wasserstein1
 from repro.model import bn_layers
 from repro.provenance import git_commit, library_versions
 from repro.training import CHECKPOINT_NAME, is_complete, load_trained_model
@@ -189,7 +190,7 @@ def _outputs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsil
 
 def confidence_logit_data(models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
                           epsilon: float, steps: int, seed: int, bins: int = DEFAULT_BINS,
-                          batch_size: int = 256) -> dict:
+                          batch_size: int = 256, reference: str = "adv") -> dict:
     """Figure 3: histograms of max-softmax confidence and of logits, clean and under PGD.
 
     Args:
@@ -202,7 +203,11 @@ def confidence_logit_data(models: dict[str, nn.Module], images: torch.Tensor, la
 
     Returns {"epsilon", "steps", "n_images", "labels", "confidence_edges", "logit_edges",
     "models": {key: {"clean"|"adversarial": {"confidence_counts", "logit_counts", "accuracy",
-    "mean_confidence"}}}}. Logit counts cover all N x classes logits.
+    "mean_confidence", "confidences"}}}, "wasserstein1"}. Logit counts cover all N x classes logits.
+    "wasserstein1" (None without `reference` among the models) holds the caption's "BN PARAMS
+    follows ADV" as numbers: {"reference", "confidence"|"logits": {key: {condition: distance}}},
+    the 1-Wasserstein distance from each model's distribution to the reference's, computed from
+    the per-image confidences given (its inputs) and from all logits.
     """
     outputs = {key: _outputs(model, images, labels, epsilon, steps, seed, batch_size) for key, model in models.items()}
     conditions = ("clean", "adversarial")
@@ -218,10 +223,17 @@ def confidence_logit_data(models: dict[str, nn.Module], images: torch.Tensor, la
             "logit_counts": logit_counts[(key, c)],
             "accuracy": (outputs[key][c].argmax(1) == y).double().mean().item(),
             "mean_confidence": float(conf.mean()),
+            "confidences": conf.tolist(),
         }
+    distances = None
+    if reference in models:
+        distances = {"reference": reference}
+        for quantity, values in (("confidence", confidences), ("logits", logits)):
+            distances[quantity] = {key: {c: wasserstein1(values[(key, c)], values[(reference, c)]) for c in conditions}
+                                   for key in models}
     return {"epsilon": epsilon, "steps": steps, "step_size": epsilon / 4, "seed": seed, "n_images": len(labels),
             "labels": {key: _label(key) for key in models}, "confidence_edges": confidence_edges.tolist(),
-            "logit_edges": logit_edges, "models": result}
+            "logit_edges": logit_edges, "models": result, "wasserstein1": distances}
 
 
 # --- loading and writing -------------------------------------------------------------------

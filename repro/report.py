@@ -13,7 +13,7 @@ from pathlib import Path
 from repro.budgets import Budget
 from repro.checkpoint import atomic_write_bytes
 from repro.configs import CONFIGURATIONS
-from repro.expected import RESULT_KEY, check_claim, claim_configurations, within_tolerance
+from repro.expected import RESULT_KEY, check_claim, missing_inputs, within_tolerance
 
 REPORT_NAME = "report.md"
 
@@ -65,16 +65,28 @@ def table2_rows(expected: dict, results: dict[str, dict], budget_name: str) -> l
 
 
 def claim_rows(expected: dict, results: dict[str, dict], budget_name: str) -> list[tuple[dict, str, str]]:
-    """(claim, verdict, relation) per claim: pass/FAIL where checkable, else why not."""
+    """(claim, verdict, relation) per claim: pass/FAIL where checkable, else n/a or missing.
+
+    The measured relation is shown wherever the results hold its inputs, also for a claim not
+    judged at this budget (n/a, with the budgets it is judged at); "missing" names the inputs
+    absent (a row not run, or a result recorded before that metric or series existed).
+    """
     rows = []
     for claim in expected["claims"]:
-        missing = sorted(claim_configurations(claim) - set(results))
+        missing = missing_inputs(claim, results)
+        absent_rows = sorted({ref.split(".")[0] for ref in missing} - set(results))
+        unrecorded = [ref for ref in missing if ref.split(".")[0] in results]
+        why_missing = "; ".join(part for part in (
+            f"no result for {', '.join(absent_rows)}" if absent_rows else "",
+            f"not recorded: {', '.join(unrecorded)} (results from older code; `repro evaluate` records them)"
+            if unrecorded else "") if part)
+        outcome = None if missing else check_claim(claim, results)
         if budget_name not in claim["budgets"]:
-            rows.append((claim, "n/a", f"checked at budgets {', '.join(claim['budgets'])}"))
+            shown = outcome.relation if outcome else why_missing
+            rows.append((claim, "n/a", f"{shown} (judged at budgets {', '.join(claim['budgets'])})"))
         elif missing:
-            rows.append((claim, "missing", f"no result for {', '.join(missing)}"))
+            rows.append((claim, "missing", why_missing))
         else:
-            outcome = check_claim(claim, results)
             rows.append((claim, "pass" if outcome.passed else "FAIL", outcome.relation))
     return rows
 
@@ -120,6 +132,7 @@ def render_markdown(expected: dict, results: dict[str, dict], budget_name: str, 
                    f"| ±{row.tolerance:g} | {row.verdict} |")
     out += ["", "## Claims", "", "| claim | verdict | relation (measured) | paper's sentence |", "|---|---|---|---|"]
     for claim, verdict, relation in claim_rows(expected, results, budget_name):
+        relation = relation.replace("|", "\\|")  # |diff| relations inside a Markdown table cell
         out.append(f"| {claim['id']} | {verdict} | {relation} | {claim['sentence']} ({claim['source']}) |")
     if figures:
         out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]

@@ -90,3 +90,15 @@ def test_fold_model_gives_m_per_channel():
 def test_untracked_statistics_are_rejected():
     with pytest.raises(ValueError, match="running statistics"):
         fold_bn(nn.BatchNorm2d(3, track_running_stats=False))
+
+
+def test_mean_abs_gamma_per_layer_by_hand():
+    from repro.bn_analysis import mean_abs_gamma_per_layer
+    from repro.model import bn_layers
+
+    model = ResNet20(width=2)
+    with torch.no_grad():
+        for index, (_, layer) in enumerate(bn_layers(model)):
+            layer.weight.copy_(torch.tensor([index + 1.0, -(index + 1.0)]).repeat(layer.num_features // 2))
+    measured = mean_abs_gamma_per_layer(model)
+    assert measured == [float(i + 1) for i in range(len(bn_layers(model)))], f"mean |gamma| per layer: {measured}"

@@ -1,5 +1,6 @@
 """Evaluation: Table 2's robust error is computed from the examples AutoAttack returns."""
 
+import copy
 import dataclasses
 import types
 
@@ -9,7 +10,8 @@ import torch
 
 from repro.attacks import evaluation_pgd
 from repro.budgets import SMOKE
-from repro.evaluate import autoattack_evaluation, error_percent, predict
+from repro.data import Dataset, to_float
+from repro.evaluate import autoattack_evaluation, error_percent, evaluate, predict
 
 BUDGET = dataclasses.replace(SMOKE, eval_batch_size=64)
 
@@ -54,3 +56,49 @@ def test_examples_outside_the_ball_are_refused(model_and_images, monkeypatch):
     monkeypatch.setattr(pyautoattack, "AutoAttack", fake_autoattack(lambda m, x, y: (x + 2 * BUDGET.epsilon).clamp(0, 1)))
     with pytest.raises(RuntimeError, match="eps-ball"):
         autoattack_evaluation(model, images, labels, BUDGET, seed=0)
+
+
+# --- the per-row arrays the cross-row claims compare (result.json "series") ----------------------
+SERIES_BUDGET = dataclasses.replace(BUDGET, n_test=32, n_robust=24, eval_pgd_steps=2)
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_tiny_model):
+    """evaluate() of a copy of the tiny model (with a stand-in AutoAttack): (model, images, labels, metrics, series)."""
+    model, images, labels = trained_tiny_model
+    model = copy.deepcopy(model)
+    uint8 = (images * 255).round().to(torch.uint8)
+    data = Dataset("synthetic", uint8[:8], labels[:8], uint8, labels, "generated")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pyautoattack, "AutoAttack", fake_autoattack(lambda m, x, y: x))
+        metrics, series, _ = evaluate(model, data, SERIES_BUDGET, seed=0)
+    return model, to_float(uint8), labels, metrics, series
+
+
+def test_series_clean_confidences_are_the_models_on_the_robust_images(evaluated):
+    model, images, labels, _, series = evaluated
+    n = SERIES_BUDGET.n_robust
+    with torch.no_grad():
+        expected = torch.softmax(model(images[:n]).double(), 1).max(1).values
+    measured = torch.tensor(series["confidence_clean"], dtype=torch.float64)
+    assert measured.shape == (n,) and torch.allclose(measured, expected, atol=1e-5), \
+        f"clean confidences must be the max softmax on the first {n} test images: {measured[:4]} vs {expected[:4]}"
+
+
+def test_series_pgd_outputs_are_the_examples_the_pgd_error_counts(evaluated):
+    _, _, labels, metrics, series = evaluated
+    n = SERIES_BUDGET.n_robust
+    logits = torch.tensor(series["logits_pgd"]).view(n, -1)
+    error = 100.0 * (logits.argmax(1) != labels[:n]).double().mean().item()
+    confidence = torch.softmax(logits.double(), 1).max(1).values
+    assert error == pytest.approx(metrics["pgd_error"]) and torch.allclose(
+        confidence, torch.tensor(series["confidence_pgd"], dtype=torch.float64), atol=1e-5), \
+        f"PGD logits give error {error}, the record says {metrics['pgd_error']}"
+
+
+def test_series_bn_layers_agree_with_the_recorded_mean(evaluated):
+    _, _, _, metrics, series = evaluated
+    per_layer = series["mean_m_per_layer"]
+    assert len(per_layer) == len(series["mean_abs_gamma_per_layer"]) == 21 and \
+        sum(per_layer) / 21 == pytest.approx(metrics["mean_normalized_weight"]), \
+        "one mean m and one mean |gamma| per BN layer; their m average is Figure 2's level"

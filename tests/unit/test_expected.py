@@ -37,49 +37,104 @@ CLAIMS = EXPECTED["claims"]
 TABLE2_METRICS = ("clean_error", "robust_error")
 STORED_AS = {"robust_error": "autoattack_error"}  # result records keep Table 2's robust error under this key
 RELATIONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+SERIES = {"mean_m_per_layer", "mean_abs_gamma_per_layer", "confidence_clean", "confidence_pgd", "logits_clean",
+          "logits_pgd"}  # result records keep these arrays under "series", not "metrics"
+
+
+def refs_of(quantity):
+    """The CONFIG_ID.NAME strings one side of a relation reads."""
+    if isinstance(quantity, str):
+        return [quantity]
+    (form, items), = quantity.items()
+    return [items[0], items[2]] if form == "fraction" else list(items)
 
 
 def sides(claim):
-    """(config_id, metric) of the claim's left side and, if it has one, its right side."""
-    return [tuple(claim["check"][side].split(".")) for side in ("left", "right") if side in claim["check"]]
+    """(config_id, name) of every measurement the claim's relation reads, left side first."""
+    check = claim["check"]
+    return [tuple(ref.split(".")) for side in ("left", "right") if side in check for ref in refs_of(check[side])]
 
 
 def records(values):
-    """Result records holding `values`: {(config_id, metric): number}."""
+    """Result records holding `values`: {(config_id, name): number, or list for a series}."""
     out = {}
-    for (config_id, metric), value in values.items():
-        out.setdefault(config_id, {"metrics": {}})["metrics"][STORED_AS.get(metric, metric)] = value
+    for (config_id, name), value in values.items():
+        record = out.setdefault(config_id, {"metrics": {}, "series": {}})
+        if name in SERIES:
+            record["series"][name] = list(value)
+        else:
+            record["metrics"][STORED_AS.get(name, name)] = value
     return out
 
 
 # --- every claim can fail ------------------------------------------------------------------------
 # Records are built from each claim's own relation, so a new claim is covered automatically: one
 # record set just inside the relation's boundary (the claim must hold) and one just outside it (the
-# claim must fail). For strict relations the boundary itself is outside; for <=, >= and |diff|<= it
-# is inside. A check that ignored `times` or `plus`, flipped an operator or confused < with <=
-# fails one of the two.
+# claim must fail). For strict relations the boundary itself is outside; for <=, >=, |diff|<= and
+# within it is inside. A check that ignored `times`, `plus` or `tolerance`, flipped an operator,
+# confused < with <=, or computed a derived quantity wrongly fails one of the two.
 RIGHT_VALUE = 40.0  # any right-hand measurement; 40 and the files' factors keep the bound exact
-MARGIN = 0.5  # percentage points beyond (or short of) the boundary
+MARGIN = 0.5  # beyond (or short of) the boundary, for numbers and distances
+POSITIONS = 1000  # series length for "fraction" quantities: 0.5 or 0.75 of it is a whole number of positions
+
+
+def realise(quantity, target, values):
+    """Set measurements in `values` so that `quantity` measures exactly `target`; returns `values`.
+
+    Numbers are set directly; a difference as (target, 0); a 1-Wasserstein distance between
+    one-point samples (|a - b|), reusing a sample another side already set; a fraction as
+    POSITIONS positions of which target * POSITIONS satisfy the relation.
+    """
+    if isinstance(quantity, str):
+        values[tuple(quantity.split("."))] = target
+        return values
+    (form, items), = quantity.items()
+    if form == "difference":
+        values[tuple(items[0].split("."))], values[tuple(items[1].split("."))] = target, 0.0
+    elif form == "wasserstein1":
+        first, second = (tuple(ref.split(".")) for ref in items)
+        assert target >= 0 and first not in values, f"cannot realise W1 = {target} with {first} already set"
+        values.setdefault(second, [0.0])
+        values[first] = [values[second][0] + target]
+    else:
+        first, op, second = tuple(items[0].split(".")), items[1], tuple(items[2].split("."))
+        holding = round(target * POSITIONS)
+        assert holding == target * POSITIONS and 0 <= holding <= POSITIONS, f"{target} is not k/{POSITIONS}"
+        # Against 0.0: a position that satisfies op, and one that does not; ties sit on the side
+        # that tells < from <= (and > from >=), so a check confusing them counts differently.
+        satisfies, violates = {"<": (-1.0, 0.0), "<=": (0.0, 1.0), ">": (1.0, 0.0), ">=": (0.0, -1.0)}[op]
+        values[second] = [0.0] * POSITIONS
+        values[first] = [satisfies] * holding + [violates] * (POSITIONS - holding)
+    return values
+
+
+def step(quantity):
+    """How far 'just' outside or inside is for this quantity: one position for a fraction."""
+    return 1 / POSITIONS if isinstance(quantity, dict) and "fraction" in quantity else MARGIN
 
 
 def claim_records(claim, holds):
     check = claim["check"]
-    left, *right = sides(claim)
-    op = check["op"]
-    if op == "|diff|<=":  # right at 0 keeps |left - right| exact
-        return records({left: check["value"] + (0 if holds else MARGIN), right[0]: 0.0})
-    bound = RIGHT_VALUE * check.get("times", 1.0) + check.get("plus", 0.0) if right else check["value"]
-    upper = op in ("<", "<=")  # the relation bounds left from above
-    inward = -MARGIN if upper else MARGIN
+    op, left = check["op"], check["left"]
+    if op == "|diff|<=":
+        values = realise(check["right"], 0.0, {})
+        return records(realise(left, check["value"] + (0 if holds else MARGIN), values))
+    if op == "within":
+        return records(realise(left, check["value"] + check["tolerance"] + (0 if holds else step(left)), {}))
+    values = realise(check["right"], RIGHT_VALUE, {}) if "right" in check else {}
+    bound = RIGHT_VALUE * check.get("times", 1.0) + check.get("plus", 0.0) if "right" in check else check["value"]
+    inward = -step(left) if op in ("<", "<=") else step(left)  # toward the side where the relation holds
     if op in ("<=", ">="):
         value = bound if holds else bound - inward
     else:
         value = bound + inward if holds else bound
-    return records({left: value, **({right[0]: RIGHT_VALUE} if right else {})})
+    return records(realise(left, value, values))
 
 
 def claim_id(claim):
-    return f"{claim['id']}[{claim['check']['op']}{' times' if 'times' in claim['check'] else ''}]"
+    check = claim["check"]
+    kinds = sorted(next(iter(check[side])) for side in ("left", "right") if isinstance(check.get(side), dict))
+    return f"{claim['id']}[{check['op']}{' times' if 'times' in check else ''}{''.join(' ' + k for k in kinds)}]"
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=claim_id)
@@ -124,7 +179,7 @@ def test_paper_numbers_satisfy_paper_claims(claim):
 
 def contrasts_of(claim):
     check = claim["check"]
-    if "right" not in check or check["op"] not in RELATIONS:
+    if not isinstance(check.get("right"), str) or not isinstance(check["left"], str) or check["op"] not in RELATIONS:
         return []
     (left, metric), (right, right_metric) = sides(claim)
     if metric != right_metric or metric not in TABLE2_METRICS:
@@ -140,8 +195,6 @@ CLAIM_CONTRASTS = sorted({pair for claim in CLAIMS for pair in contrasts_of(clai
 TEXT_CONTRASTS = [
     # Section 3.3, BN STATS: "While clean test error increases slightly".
     ("bn_stats_no_reset", "clean_error", "normal"), ("bn_stats_reset", "clean_error", "normal"),
-    # Section 3.3: ADV + BN ONLY's clean error is "significantly worse than BN PARAMS".
-    ("adv_bn_only", "clean_error", "bn_params"),
 ]
 
 
@@ -168,6 +221,20 @@ def test_tolerance_excludes_contrasted_row(config_id, metric, contrast):
         (lambda d: d["table2"].update(adv=3), "table2.adv: must be an object"),
         (lambda d: d["claims"].__setitem__(0, "adv beats normal"), r"claims\[0\]: must be an object"),
         (lambda d: d["claims"][0].update(budgets="smoke"), "budgets"),
+        (lambda d: d["claims"][0]["check"].update(left={"wasserstein1": ["adv.clean_error", "normal.clean_error"]}),
+         "unknown series 'clean_error'"),
+        (lambda d: d["claims"][0]["check"].update(left={"difference": ["adv.confidence_pgd", "normal.clean_error"]}),
+         "unknown metric 'confidence_pgd'"),
+        (lambda d: d["claims"][0]["check"].update(left={"fraction": ["adv.mean_m_per_layer", "=", "normal.mean_m_per_layer"]}),
+         r"fraction\[1\]"),
+        (lambda d: d["claims"][0]["check"].update(left={"fraction": ["adv.mean_m_per_layer", "normal.mean_m_per_layer"]}),
+         "must list 3 items"),
+        (lambda d: d["claims"][0]["check"].update(left={"distance": ["adv.confidence_pgd", "normal.confidence_pgd"]}),
+         "one key of"),
+        (lambda d: d["claims"][0]["check"].update(op="within", tolerance=1.0), "tolerance_reason"),
+        (lambda d: d["claims"][0].update(tolerance_reason=" "), "tolerance_reason"),
+        (lambda d: d["claims"][0]["check"].update(op="within", tolerance=-1.0), "tolerance: must lie"),
+        (lambda d: d["claims"][1]["check"].update(op="within", value=1.0, tolerance=1.0), "drop right"),
     ],
 )
 def test_malformed_file_gives_clear_error(mutate, message):

@@ -241,3 +241,19 @@ def test_make_figures_png_is_a_png(written, number):
 def test_make_figures_json_holds_the_numbers(written, number, key):
     payload = json.loads((written[0] / "figures" / f"figure{number}.json").read_text())
     assert key in payload and payload["provenance"]["seed"] == 0, f"figure{number}.json keys: {sorted(payload)}"
+
+
+def test_figure3_distances_to_adv_are_computed_from_the_stored_confidences(figure3):
+    from repro.distances import wasserstein1
+
+    stored = figure3["models"]
+    distances = figure3["wasserstein1"]["confidence"]
+    expected = {key: {c: wasserstein1(stored[key][c]["confidences"], stored["adv"][c]["confidences"])
+                      for c in ("clean", "adversarial")} for key in stored}
+    assert distances == expected and distances["adv"] == {"clean": 0.0, "adversarial": 0.0} and \
+        distances["normal"]["clean"] > 0, f"figure3.json's W1 to ADV must follow from its inputs: {distances}"
+
+
+def test_figure3_stores_one_confidence_per_image(figure3):
+    lengths = {(key, c): len(v[c]["confidences"]) for key, v in figure3["models"].items() for c in v}
+    assert set(lengths.values()) == {12}, f"one confidence per image and condition: {lengths}"

@@ -1,6 +1,7 @@
 """The report: Table 2 verdicts follow the tolerances; claims are judged only where they apply."""
 
 import copy
+import re
 import dataclasses
 import json
 
@@ -81,3 +82,41 @@ def test_unverified_data_is_not_judged_against_table2(tmp_path):
     labels = tuple(row["label"] for row in EXPECTED["table2"].values())
     judged = [line for line in text.splitlines() if line.startswith(labels) and ("pass" in line or "FAIL" in line)]
     assert judged == [], f"Table 2 on data without verified checksums must be shown, not judged:\n{text}"
+
+
+def test_claims_not_judged_still_show_their_measured_relation():
+    rows = {c["id"]: (v, relation) for c, v, relation in claim_rows(EXPECTED, records(), "smoke")}
+    verdict, relation = rows["adv_far_more_robust"]
+    assert verdict == "n/a" and "58.400 <= 79.800" in relation and "judged at budgets paper" in relation, \
+        f"an n/a claim must show the measured relation and where it is judged: {relation!r}"
+
+
+def test_old_records_without_series_say_what_is_missing():
+    rows = {c["id"]: (v, relation) for c, v, relation in claim_rows(EXPECTED, records(), "paper")}
+    verdict, relation = rows["bn_params_follows_adv_confidence_pgd"]
+    assert verdict == "missing" and "bn_params.confidence_pgd" in relation and "adv.confidence_pgd" in relation, \
+        f"a claim whose arrays an old result.json lacks must be 'missing' naming them: {verdict} {relation!r}"
+
+
+def with_series(results, values):
+    """Copies of `results` with series set: {(config_id, name): list}."""
+    out = copy.deepcopy(results)
+    for (config_id, name), value in values.items():
+        out[config_id].setdefault("series", {})[name] = value
+    return out
+
+
+def test_distance_claims_are_judged_from_recorded_series():
+    follows = with_series(records(), {("adv", "confidence_pgd"): [0.5, 0.6], ("bn_params", "confidence_pgd"): [0.5, 0.7],
+                                      ("normal", "confidence_pgd"): [1.0, 1.0]})
+    strays = with_series(follows, {("bn_params", "confidence_pgd"): [0.0, 0.0]})
+    verdicts = [{c["id"]: v for c, v, _ in claim_rows(EXPECTED, r, "paper")}["bn_params_follows_adv_confidence_pgd"]
+                for r in (follows, strays)]
+    assert verdicts == ["pass", "FAIL"], f"W1(BN PARAMS, ADV) 0.05 vs NORMAL's 0.45, then 0.55 vs 0.45: {verdicts}"
+
+
+def test_markdown_claim_cells_escape_table_pipes():
+    markdown = render_markdown(EXPECTED, records(), "paper")
+    row = next(line for line in markdown.splitlines() if line.startswith("| log_conv1_changes_little |"))
+    cells = re.split(r"(?<!\\)\|", row)[1:-1]  # split on unescaped pipes only
+    assert len(cells) == 4, f"|diff| must not split the Markdown cell: {row}"
