@@ -1,7 +1,9 @@
 """The reproduction report: Table 2 side by side with the paper, and the paper's claims.
 
 Headed by provenance (budget, seeds, device, versions, data checksum status), rendered as a
-terminal table and as Markdown (`report.md` in the run folder).
+terminal table and as Markdown: `report.md` in a seed's run folder (OUT/BUDGET/seedS), and over
+several seeds in OUT/BUDGET (write_seed_report: mean ± SD per row, judged on the seed means).
+Table 2's verdicts come from the error model (repro/error_model.py).
 """
 
 from __future__ import annotations
@@ -56,10 +58,6 @@ class Row:
         """The mean over seeds (the value itself for one seed); None when a seed is missing."""
         return self.seeds.mean
 
-    @property
-    def tolerance(self) -> float | None:
-        return None if self.judgement is None else self.judgement.error.tolerance
-
 
 def by_seed(results: dict[str, dict]) -> dict[int, dict[str, dict]]:
     """One run folder's records ({config_id: record}) grouped by their seed."""
@@ -103,7 +101,7 @@ def separation_notes(expected: dict, rows: list[Row]) -> list[str]:
             notes.append(
                 f"{claim_id}: {a.label} and {b.label} ({_METRIC_NAME[metric]}) have overlapping intervals "
                 f"{_interval(a.judgement)} and {_interval(b.judgement)}: the paper's own data cannot separate "
-                f"them at that precision, so the Table 2 verdicts alone do not decide this claim.")
+                "them at that precision.")
     return notes
 
 
@@ -203,15 +201,16 @@ def error_model_lines(expected: dict, rows: list[Row]) -> list[str]:
     return out
 
 
-def _partial(per_seed, seeds) -> dict[str, list[int]]:
-    """Rows with a result for some seeds but not all: the seeds each lacks (rows with none are just missing)."""
-    return {c: absent for c, absent in missing_seeds(per_seed, seeds).items() if len(absent) < len(seeds)}
+def _inputs(per_seed, seeds) -> tuple[list[dict], dict[str, dict], dict[str, list[int]]]:
+    """(every record, the records claims read: the seed's or seed means, rows lacking some seeds but not all)."""
+    records = [r for s in seeds for r in per_seed.get(s, {}).values()]
+    results = per_seed.get(seeds[0], {}) if len(seeds) == 1 else mean_records(per_seed, seeds)
+    partial = {c: absent for c, absent in missing_seeds(per_seed, seeds).items() if len(absent) < len(seeds)}
+    return records, results, partial
 
 
 def _render_markdown(expected, per_seed, seeds, budget_name, table2_name, figures=()) -> str:
-    records = [r for s in seeds for r in per_seed.get(s, {}).values()]
-    results = per_seed.get(seeds[0], {}) if len(seeds) == 1 else mean_records(per_seed, seeds)
-    incomplete = _partial(per_seed, seeds)
+    records, results, incomplete = _inputs(per_seed, seeds)
     out = ["# Reproduction report: On Fragile Features and Batch Normalization in Adversarial Training", ""]
     out += [f"- {line}" for line in provenance_lines(records)]
     out += [f"- {config_id}: no result for seed {', '.join(map(str, absent))}"
@@ -243,9 +242,7 @@ def _render_markdown(expected, per_seed, seeds, budget_name, table2_name, figure
 
 
 def _render_terminal(expected, per_seed, seeds, budget_name, table2_name) -> str:
-    records = [r for s in seeds for r in per_seed.get(s, {}).values()]
-    results = per_seed.get(seeds[0], {}) if len(seeds) == 1 else mean_records(per_seed, seeds)
-    incomplete = _partial(per_seed, seeds)
+    records, results, incomplete = _inputs(per_seed, seeds)
     lines = provenance_lines(records) + [""]
     lines.append(f"{'Model':<30} {'metric':<7} {'paper':>6} {'measured':>22} {'Δ':>6} {'tol':>7} {'z':>6} "
                  f"{'interval':<16} verdict")
