@@ -22,7 +22,8 @@ from repro.data import DataError
 from repro.expected import ExpectedResultsError, load_expected
 from repro.pipeline import Pipeline, RunSettings, dependency_order
 from repro.provenance import device_description, resolve_device
-from repro.report import write_report
+from repro.report import write_report, write_seed_report
+from repro.seeds import check_seeds, for_each_seed
 from repro.timing import estimate_seconds, measure_rates, row_seconds
 from repro.training import RunExistsError, TrainingDivergedError, load_trained_model
 
@@ -84,12 +85,26 @@ def settings_from(args) -> RunSettings:
     )
 
 
-def check_affordable(settings: RunSettings, configs, allow_slow: bool) -> None:
-    """Refuse a run a CPU would take many hours over, unless --allow-slow."""
+def seeds_of(args) -> list[int]:
+    """The seeds a command runs: --seeds S [S ...], else the single --seed."""
+    return check_seeds(args.seeds) if args.seeds else [args.seed]
+
+
+def over_seeds(args, work):
+    """Run `work(settings)` once per seed of the command line (--seeds, else --seed); {seed: result}.
+
+    Seed S's runs go to OUT/BUDGET/seedS/ as a single-seed run's do; commands that train or
+    evaluate several seeds share this loop.
+    """
+    return for_each_seed(settings_from(args), seeds_of(args), work)
+
+
+def check_affordable(settings: RunSettings, configs, allow_slow: bool, n_seeds: int = 1) -> None:
+    """Refuse a run a CPU would take many hours over (all `n_seeds` seeds), unless --allow-slow."""
     if settings.device.type != "cpu" or allow_slow:
         return
-    seconds = estimate_seconds(settings.budget, configs, settings.device,
-                               n_train=settings.budget.train_images)
+    seconds = n_seeds * estimate_seconds(settings.budget, configs, settings.device,
+                                         n_train=settings.budget.train_images)
     if seconds > SLOW_RUN_SECONDS:
         raise ValueError(
             f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU; "
@@ -108,13 +123,16 @@ def cmd_list(args) -> int:
 
 
 def cmd_train(args) -> int:
-    settings = settings_from(args)
     configs = [get_configuration(c) for c in args.configs]
-    check_affordable(settings, dependency_order(args.configs), args.allow_slow)
-    pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
-    for config in configs:  # trained_model trains NORMAL first where a row needs it
-        pipeline.trained_model(config, restart=settings.restart)
-        print(f"{config.id}: trained -> {pipeline.folder(config)}")
+    check_affordable(settings_from(args), dependency_order(args.configs), args.allow_slow, len(seeds_of(args)))
+
+    def train_seed(settings):
+        pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
+        for config in configs:  # trained_model trains NORMAL (of this seed) first where a row needs it
+            pipeline.trained_model(config, restart=settings.restart)
+            print(f"{config.id}: trained -> {pipeline.folder(config)}")
+
+    over_seeds(args, train_seed)
     return 0
 
 
@@ -122,33 +140,48 @@ def cmd_evaluate(args) -> int:
     if args.restart:
         raise ValueError("evaluate never trains or deletes a model; to retrain, run "
                          f"`repro train {' '.join(args.configs)} --restart`")
-    settings = settings_from(args)
-    pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
-    for config_id in args.configs:
-        config = get_configuration(config_id)
-        load_trained_model(pipeline.folder(config), config, settings.budget, settings.seed)  # clear error if untrained
-        record = pipeline.result(config, reuse=False)
-        m = record["metrics"]
-        print(f"{config.id}: clean error {m['clean_error']:.2f}%, AutoAttack error {m['autoattack_error']:.2f}%, "
-              f"PGD error {m['pgd_error']:.2f}% -> {pipeline.folder(config) / 'result.json'}")
+
+    def evaluate_seed(settings):
+        pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
+        for config_id in args.configs:
+            config = get_configuration(config_id)
+            load_trained_model(pipeline.folder(config), config, settings.budget, settings.seed)  # clear error if untrained
+            record = pipeline.result(config, reuse=False)
+            m = record["metrics"]
+            print(f"{config.id}: clean error {m['clean_error']:.2f}%, AutoAttack error {m['autoattack_error']:.2f}%, "
+                  f"PGD error {m['pgd_error']:.2f}% -> {pipeline.folder(config) / 'result.json'}")
+
+    over_seeds(args, evaluate_seed)
     return 0
 
 
 def cmd_reproduce(args) -> int:
     settings = settings_from(args)
+    seeds = seeds_of(args)
     ids = args.configs or list(CONFIGURATIONS)
     for config_id in ids:
         get_configuration(config_id)
     configs = dependency_order(ids)
-    check_affordable(settings, configs, args.allow_slow)
+    check_affordable(settings, configs, args.allow_slow, len(seeds))
     started = time.perf_counter()
-    pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
     expected = load_expected()  # fail on a malformed file before hours of training
-    records = {c.id: pipeline.result(c) for c in configs}
-    text, path = write_report(pipeline.run_folder, expected, settings.budget)
+
+    def reproduce_seed(settings):
+        pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
+        records = {c.id: pipeline.result(c) for c in configs}
+        return write_report(pipeline.run_folder, expected, settings.budget) + (pipeline.budget_folder, len(records))
+
+    reports = over_seeds(args, reproduce_seed)
+    if len(seeds) == 1:
+        text, path, _, count = reports[seeds[0]]
+    else:  # one report per seed in its folder; the one over seeds beside them
+        for seed, (_, seed_path, _, _) in reports.items():
+            print(f"seed {seed}: report {seed_path}")
+        _, _, budget_folder, count = reports[seeds[0]]
+        text, path = write_seed_report(budget_folder, seeds, expected, settings.budget)
     print(text)
-    print(f"\n{len(records)} configurations, budget {settings.budget.name}, seed {settings.seed}, "
-          f"{time.perf_counter() - started:.0f} s; report: {path}")
+    print(f"\n{count} configurations, budget {settings.budget.name}, seed{'s' if len(seeds) > 1 else ''} "
+          f"{', '.join(map(str, seeds))}, {time.perf_counter() - started:.0f} s; report: {path}")
     return 0
 
 
@@ -174,23 +207,34 @@ def cmd_bench(args) -> int:
 def cmd_figures(args) -> int:
     from repro.figures import make_figures
 
-    settings = settings_from(args)
-    pipeline = Pipeline(settings)
-    out_dir = Path(args.figures_dir) if args.figures_dir else None
-    paths = make_figures(pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir)
-    for path in paths:
-        print(path)
-    if out_dir is None:  # refresh the report so it links the figures
-        write_report(pipeline.run_folder, load_expected(), settings.budget)
+    several = len(seeds_of(args)) > 1
+
+    def figures_seed(settings):
+        pipeline = Pipeline(settings)
+        out_dir = Path(args.figures_dir) if args.figures_dir else None
+        if out_dir is not None and several:  # one subfolder per seed: their files share names
+            out_dir = out_dir / f"seed{settings.seed}"
+        paths = make_figures(pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir)
+        for path in paths:
+            print(path)
+        if out_dir is None:  # refresh the report so it links the figures
+            write_report(pipeline.run_folder, load_expected(), settings.budget)
+
+    over_seeds(args, figures_seed)
     return 0
 
 
 def cmd_report(args) -> int:
     settings = settings_from(args)
-    folder = Pipeline(settings).run_folder
+    seeds = seeds_of(args)
+    pipeline = Pipeline(settings)
+    folder = pipeline.run_folder if len(seeds) == 1 else pipeline.budget_folder
     if not folder.exists():
         raise ValueError(f"no runs in {folder}; run `repro reproduce --budget {settings.budget.name}` first")
-    text, path = write_report(folder, load_expected(), settings.budget)
+    if len(seeds) == 1:
+        text, path = write_report(folder, load_expected(), settings.budget)
+    else:  # over seeds: a seed without runs shows as missing in the report
+        text, path = write_seed_report(folder, seeds, load_expected(), settings.budget)
     print(text)
     print(f"\nreport: {path}")
     return 0
@@ -208,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="accept CIFAR-10 files whose checksums differ from the official ones (recorded in results)")
     common.add_argument("--out", default="runs", help="run folder (default: runs/)")
     common.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    common.add_argument("--seed", type=int, default=0)
+    seeds = common.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="training seed (default 0); runs in OUT/BUDGET/seedSEED/")
+    seeds.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                       help="several seeds, one run folder each (OUT/BUDGET/seedS/); reproduce and report "
+                            "also write the report over seeds (mean ± SD per row) to OUT/BUDGET/report.md")
     common.add_argument("--resume", action="store_true", help="continue interrupted runs from their checkpoints")
     common.add_argument("--restart", action="store_true", help="discard existing checkpoints of the named runs")
     common.add_argument("--allow-slow", action="store_true", help="run even if a CPU would take many hours")

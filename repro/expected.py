@@ -1,8 +1,9 @@
 """The paper's numbers and claims (expected_results.json): loading, validation, checking.
 
-The file is data: Table 1's BN share, Table 2's clean and robust errors with a tolerance and its
-reason per metric, and the paper's qualitative claims, each with the sentence it comes from and a
-relation between measured numbers. A relation ("check") reads
+The file is data: Table 1's BN share, Table 2's clean and robust errors with an allowance and its
+reason per metric, the error model that turns them into tolerances (repro/error_model.py), and
+the paper's qualitative claims, each with the sentence it comes from and a relation between
+measured numbers. A relation ("check") reads
 
     LEFT op RIGHT * times + plus       (op one of <, <=, >, >=)
     LEFT op value                       (no RIGHT)
@@ -139,6 +140,7 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
     if not all(isinstance(name, str) for name in doc["table2_budgets"]):
         _fail(path, "table2_budgets", "must list budget names")
     _number(path, "table1.bn_parameter_percent", doc["table1"].get("bn_parameter_percent"), 0, 100)
+    priors = _validate_error_model(path, doc)
     table = doc["table2"]
     if not isinstance(table, dict) or set(table) != set(CONFIGURATIONS):
         found = sorted(table) if isinstance(table, dict) else table
@@ -151,15 +153,18 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
                 _fail(path, f"table2.{config_id}.{key}", "must be a string")
         if row["label"] != CONFIGURATIONS[config_id].label:
             _fail(path, f"table2.{config_id}.label", f"{row['label']!r} is not the registry's {CONFIGURATIONS[config_id].label!r}")
+        if row.get("seed_sd_kind") not in priors:
+            _fail(path, f"table2.{config_id}.seed_sd_kind", f"must name one of error_model.seed_sd_priors {sorted(priors)}, "
+                  f"got {row.get('seed_sd_kind')!r}")
         for metric in ("clean_error", "robust_error"):
             entry = row.get(metric)
             where = f"table2.{config_id}.{metric}"
             if not isinstance(entry, dict):
-                _fail(path, where, "must be an object with value, tolerance and reason")
+                _fail(path, where, "must be an object with value, allowance and reason")
             _number(path, f"{where}.value", entry.get("value"), 0, 100)
-            _number(path, f"{where}.tolerance", entry.get("tolerance"), 0, 100)
+            _number(path, f"{where}.allowance", entry.get("allowance"), 0, 100)
             if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
-                _fail(path, f"{where}.reason", "every tolerance needs its reason")
+                _fail(path, f"{where}.reason", "every allowance needs its reason")
     ids = set()
     for index, claim in enumerate(doc["claims"]):
         where = f"claims[{index}]"
@@ -180,6 +185,44 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
                 not isinstance(reason, str) or not reason.strip()):
             _fail(path, f"{where}.tolerance_reason", "must say why the margin or tolerance is this wide")
     return doc
+
+
+def _reasoned_number(path, where, entry, low=None, high=None):
+    """An object {"value": number, "reason": text}: a stated number and why."""
+    if not isinstance(entry, dict):
+        _fail(path, where, "must be an object with value and reason")
+    _number(path, f"{where}.value", entry.get("value"), low, high)
+    if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+        _fail(path, f"{where}.reason", "every stated number needs its reason")
+
+
+def _validate_error_model(path, doc) -> dict:
+    """Check the "error_model" section (repro/error_model.py reads it); returns its seed_sd_priors."""
+    model = doc.get("error_model")
+    if not isinstance(model, dict):
+        _fail(path, "error_model", "must be an object (z, paper_evaluation_sets, seed_sd_priors, ...)")
+    sets = model.get("paper_evaluation_sets")
+    if not isinstance(sets, dict):
+        _fail(path, "error_model.paper_evaluation_sets", "must be an object with clean_error and robust_error")
+    for metric in ("clean_error", "robust_error"):
+        entry = sets.get(metric)
+        where = f"error_model.paper_evaluation_sets.{metric}"
+        if not isinstance(entry, dict) or isinstance(entry.get("n"), bool) or not isinstance(entry.get("n"), int) or entry["n"] < 1:
+            _fail(path, where, "must give the paper's evaluation-set size n (a positive integer)")
+        if not any(isinstance(entry.get(key), str) and entry[key].strip() for key in ("argument", "source")):
+            _fail(path, where, "must say where n comes from (argument or source)")
+    _reasoned_number(path, "error_model.z", model.get("z"), 0)
+    _reasoned_number(path, "error_model.family_wise_false_alarm_rate", model.get("family_wise_false_alarm_rate"), 0, 1)
+    _reasoned_number(path, "error_model.min_seeds_for_measured_sd", model.get("min_seeds_for_measured_sd"), 2)
+    priors = model.get("seed_sd_priors")
+    if not isinstance(priors, dict) or not priors:
+        _fail(path, "error_model.seed_sd_priors", "must be an object of row kinds")
+    for kind, prior in priors.items():
+        if not isinstance(prior, dict):
+            _fail(path, f"error_model.seed_sd_priors.{kind}", "must be an object with clean_error and robust_error")
+        for metric in ("clean_error", "robust_error"):
+            _reasoned_number(path, f"error_model.seed_sd_priors.{kind}.{metric}", prior.get(metric), 0)
+    return priors
 
 
 def load_expected(path: Path = EXPECTED_PATH) -> dict:
@@ -281,7 +324,3 @@ def check_claim(claim: dict, results: dict[str, dict]) -> ClaimOutcome:
         relation = f"{left_name} {op} {check['value']}: {left_shown} {op} {check['value']}"
     return ClaimOutcome(claim["id"], claim["sentence"], relation, bool(passed))
 
-
-def within_tolerance(expected_entry: dict, value: float) -> bool:
-    """Whether a measured Table 2 number lies within the paper's value +/- tolerance."""
-    return abs(value - expected_entry["value"]) <= expected_entry["tolerance"]

@@ -84,10 +84,14 @@ class Pipeline:
         return self._data
 
     @property
+    def budget_folder(self) -> Path:
+        """OUT/BUDGET: the seeds' run folders, and the report over seeds (repro.report.write_seed_report)."""
+        return Path(self.settings.out) / self.settings.budget.run_name
+
+    @property
     def run_folder(self) -> Path:
         """OUT/BUDGET/seedSEED: the folder holding every configuration's run."""
-        s = self.settings
-        return Path(s.out) / s.budget.run_name / f"seed{s.seed}"
+        return self.budget_folder / f"seed{self.settings.seed}"
 
     def folder(self, config: Configuration) -> Path:
         return self.run_folder / config.id

@@ -24,6 +24,8 @@ def pytest_addoption(parser):
     group.addoption("--repro-set", default=os.environ.get("REPRO_SET", ""),
                     help="budget overrides FIELD=VALUE[,FIELD=VALUE] (env REPRO_SET), e.g. to break a run on purpose")
     group.addoption("--repro-seed", type=int, default=int(os.environ.get("REPRO_SEED", "0")))
+    group.addoption("--repro-seeds", default=os.environ.get("REPRO_SEEDS", ""),
+                    help="several seeds S[,S...] (env REPRO_SEEDS, e.g. 0,1,2); default: --repro-seed alone")
     group.addoption("--repro-cache", default=os.environ.get("REPRO_CACHE", ".repro_cache"),
                     help="run cache folder (env REPRO_CACHE)")
     group.addoption("--repro-data-dir", default=os.environ.get("REPRO_DATA_DIR"),

@@ -1,6 +1,9 @@
 """The reproduction tier: train and evaluate every Table 2 row, through an on-disk cache.
 
-Choose the budget with --repro-budget or REPRO_BUDGET (default: smoke, CPU, built-in data);
+Choose the budget with --repro-budget or REPRO_BUDGET (default: smoke, CPU, built-in data) and
+the seeds with --repro-seeds or REPRO_SEEDS (e.g. 0,1,2; default: REPRO_SEED alone): tests that
+train take a `seed` parameter, so pytest-xdist spreads (row, seed) pairs over its workers, and
+Table 2 and the claims are judged on seed means;
 the paper budget needs CIFAR-10 (--repro-data-dir / REPRO_DATA_DIR) and a CUDA GPU, and skips
 saying so without one. Runs are cached under --repro-cache / REPRO_CACHE (default
 .repro_cache/), keyed by code version, budget, seed and configuration, so the fine-tuning rows
@@ -8,6 +11,7 @@ reuse NORMAL and a rerun after a crash resumes. Under pytest-xdist each worker t
 (worker N -> cuda:N mod count); per-run file locks make NORMAL train once while others wait.
 """
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -19,11 +23,23 @@ from repro.cli import parse_overrides
 from repro.expected import load_expected
 from repro.pipeline import Pipeline, RunSettings
 from repro.provenance import code_version
+from repro.seeds import mean_records, parse_seeds
 
 
 def chosen_budget(config):
     pairs = [p for p in config.getoption("--repro-set").split(",") if p.strip()]
     return get_budget(config.getoption("--repro-budget"), parse_overrides(pairs))
+
+
+def chosen_seeds(config) -> list[int]:
+    text = config.getoption("--repro-seeds")
+    return parse_seeds(text) if text.strip() else [config.getoption("--repro-seed")]
+
+
+def pytest_generate_tests(metafunc):
+    # One test per (row, seed) where a test asks for `seed`: xdist then spreads the pairs over workers.
+    if "seed" in metafunc.fixturenames:
+        metafunc.parametrize("seed", chosen_seeds(metafunc.config), ids=lambda s: f"seed{s}")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -58,29 +74,73 @@ def expected():
 
 
 @pytest.fixture(scope="session")
-def pipeline(request, budget):
+def seeds(request) -> list[int]:
+    return chosen_seeds(request.config)
+
+
+@pytest.fixture(scope="session")
+def pipelines(request, budget, seeds):
+    """One Pipeline per seed, all caching into .repro_cache/<code version>/BUDGET/seedS/."""
     option = request.config.getoption
     settings = RunSettings(
         budget=budget,
-        seed=option("--repro-seed"),
+        seed=seeds[0],
         out=Path(option("--repro-cache")) / code_version(),
         device=worker_device(),
         data_dir=Path(option("--repro-data-dir")) if option("--repro-data-dir") else None,
         allow_unverified_data=option("--repro-allow-unverified-data"),
         resume=True,  # a rerun after a crash continues from the last epoch
     )
-    return Pipeline(settings)
+    return {seed: Pipeline(dataclasses.replace(settings, seed=seed)) for seed in seeds}
 
 
 @pytest.fixture(scope="session")
-def results(pipeline):
-    """Result records, computed on first use and cached on disk; a dict-like getter."""
+def pipeline(pipelines, seeds):
+    """The first seed's Pipeline."""
+    return pipelines[seeds[0]]
+
+
+@pytest.fixture(scope="session")
+def seed_results(pipelines):
+    """Result records keyed (config_id, seed), computed on first use and cached on disk.
+
+    Another worker may be computing the same run: the run lock makes this one wait and reuse it.
+    """
+
+    class Results(dict):
+        def __missing__(self, key):
+            from repro.configs import get_configuration
+
+            config_id, seed = key
+            self[key] = pipelines[seed].result(get_configuration(config_id))
+            return self[key]
+
+    return Results()
+
+
+@pytest.fixture(scope="session")
+def results(seed_results, seeds):
+    """The first seed's result records keyed by configuration id (dict-like getter)."""
 
     class Results(dict):
         def __missing__(self, config_id):
-            from repro.configs import get_configuration
-
-            self[config_id] = pipeline.result(get_configuration(config_id))
+            self[config_id] = seed_results[(config_id, seeds[0])]
             return self[config_id]
 
     return Results()
+
+
+@pytest.fixture(scope="session")
+def per_seed_results(seed_results, seeds):
+    """getter(config_ids) -> {seed: {config_id: record}} over every seed (what the report reads)."""
+
+    def get(config_ids):
+        return {seed: {c: seed_results[(c, seed)] for c in config_ids} for seed in seeds}
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def mean_results(per_seed_results, seeds):
+    """getter(config_ids) -> seed-mean records of those rows (repro.seeds.mean_records)."""
+    return lambda config_ids: mean_records(per_seed_results(config_ids), seeds)

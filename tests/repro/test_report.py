@@ -1,9 +1,9 @@
-"""The report renders every row and every claim from the cached runs."""
+"""The report renders every row and every claim from the cached runs, per seed and over seeds."""
 
 import pytest
 
 from repro.configs import CONFIGURATIONS
-from repro.report import write_report
+from repro.report import write_report, write_seed_report
 
 pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
 
@@ -19,3 +19,14 @@ def test_report_renders(results, pipeline, budget, expected):
     missing_rows = [line for line in text.splitlines()
                     if line.startswith(tuple(c.label for c in CONFIGURATIONS.values())) and "missing" in line]
     assert missing_rows == [], f"terminal table reports missing rows:\n{text}"
+
+
+def test_report_over_seeds_renders(per_seed_results, pipeline, seeds, budget, expected):
+    per_seed_results(list(CONFIGURATIONS))  # every (row, seed) exists before rendering
+    text, path = write_seed_report(pipeline.budget_folder, seeds, expected, budget)
+    markdown = path.read_text()
+    assert path == pipeline.budget_folder / "report.md", f"the report over seeds lives in OUT/BUDGET: {path}"
+    assert f"seeds: {', '.join(map(str, seeds))}" in markdown, "report.md must list every seed run"
+    missing_rows = [line for line in text.splitlines()
+                    if line.startswith(tuple(c.label for c in CONFIGURATIONS.values())) and "missing" in line]
+    assert missing_rows == [], f"the report over seeds has missing rows:\n{text}"

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from repro.budgets import get_budget
+from repro.checkpoint import load_checkpoint, state_fingerprint
 from repro.cli import main
 from repro.configs import CONFIGURATIONS
 
@@ -108,10 +109,12 @@ def reproduced(tmp_path_factory):
 
 
 def summary_cells(out, label):
-    """The terminal summary's cells after `label` (label column 30 wide): paper, meas., Δ, tol, verdict, twice."""
+    """The terminal summary's cells after `label` (label column 30 wide), one line per metric:
+    {"clean": [...], "robust": [...]}, each metric, paper, measured, Δ, tol, z, interval, verdict (words)."""
     lines = [line for line in out.splitlines() if line[:30].rstrip() == label]
-    assert len(lines) == 1, f"expected one summary line for {label!r}, got {lines}\n{out}"
-    return lines[0][30:].split()
+    cells = {line[30:].split()[0]: line[30:].split() for line in lines}
+    assert len(lines) == 2 and set(cells) == {"clean", "robust"}, f"expected a clean and a robust line for {label!r}, got {lines}\n{out}"
+    return cells
 
 
 def test_reproduce_subset_succeeds(reproduced):
@@ -124,15 +127,18 @@ def test_summary_shows_measured_numbers_of_rows_run(reproduced, config_id):
     _, out, _, folder = reproduced
     metrics = json.loads((folder / config_id / "result.json").read_text())["metrics"]
     cells = summary_cells(out, CONFIGURATIONS[config_id].label)
-    shown = (cells[1], cells[6])  # measured clean error, measured robust (AutoAttack) error
+    shown = (cells["clean"][2], cells["robust"][2])  # measured clean error, measured robust (AutoAttack) error
     expected = (f"{metrics['clean_error']:.2f}", f"{metrics['autoattack_error']:.2f}")
-    assert shown == expected and "missing" not in cells, f"{config_id} ran: summary shows {cells}, measured {expected}"
+    verdicts = {" ".join(cells[m][-2:]) for m in cells}
+    assert shown == expected and verdicts == {"not judged"}, (
+        f"{config_id} ran: summary shows {cells}, measured {expected}; smoke numbers are shown, not judged")
 
 
 def test_summary_says_missing_for_rows_not_run(reproduced):
     _, out, _, _ = reproduced
-    wrong = {c.id: cells for c in CONFIGURATIONS.values() if c.id not in RAN
-             if (cells := summary_cells(out, c.label))[1] != "—" or cells.count("missing") != 2}
+    cells = {c.id: summary_cells(out, c.label) for c in CONFIGURATIONS.values() if c.id not in RAN}
+    wrong = {config_id: metrics for config_id, metrics in cells.items()
+             if any(m[2] != "—" or m[-1] != "missing" for m in metrics.values())}
     assert wrong == {}, f"rows that were not run must show no number and say missing: {wrong}"
 
 
@@ -146,3 +152,41 @@ def test_debug_env_shows_the_traceback(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DEBUG", "1")
     with pytest.raises(ValueError, match="epsilon"):
         main(["train", "normal", "--set", "epsilon=2", "--out", str(tmp_path)])
+
+
+# --- several seeds ------------------------------------------------------------------------------------
+
+def test_report_over_seeds_names_the_seed_not_run(reproduced, capsys):
+    _, _, _, folder = reproduced  # seed 0 only
+    code, out, err = run(capsys, "report", "--seeds", "0", "1", "--out", str(folder.parent.parent), *MICRO)
+    markdown = (folder.parent / "report.md").read_text()
+    assert code == 0, err
+    assert "- normal: no result for seed 1" in markdown and "— (no seed 1)" in out, (
+        f"a seed without runs must be reported missing, not averaged over the others:\n{out}")
+
+
+@pytest.fixture(scope="module")
+def trained_two_seeds(tmp_path_factory):
+    """`repro train bn_stats_reset --seeds 0 1` at micro scale: the seeds' run folders (OUT/BUDGET/seedS)."""
+    out = tmp_path_factory.mktemp("seeds")
+    one_step = ["--set", "n_train=64"]  # one batch per epoch: the seeds' runs are what is checked, not learning
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["train", RUN, "--seeds", "0", "1", "--out", str(out), "--allow-slow", *MICRO, *one_step])
+    assert code == 0, "repro train --seeds 0 1 failed"
+    budget = get_budget("smoke", {**MICRO_SETS, "n_train": "64"})
+    return {seed: out / budget.run_name / f"seed{seed}" for seed in (0, 1)}
+
+
+def test_each_seed_fine_tunes_its_own_normal(trained_two_seeds):
+    states = {(seed, row): load_checkpoint(folder / row / "checkpoint.pt")
+              for seed, folder in trained_two_seeds.items() for row in ("normal", RUN)}
+    normals = {seed: state_fingerprint(states[(seed, "normal")]["model"]) for seed in (0, 1)}
+    started_from = {seed: states[(seed, RUN)]["initial_fingerprint"] for seed in (0, 1)}
+    assert normals[0] != normals[1], "seeds 0 and 1 must train different NORMAL models"
+    assert started_from == normals, f"{RUN} of each seed must start from that seed's NORMAL: {started_from} vs {normals}"
+
+
+def test_seed_and_seeds_together_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--seed", "1", "--seeds", "0", "1"])
+    assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err, "--seed and --seeds conflict"

@@ -1,48 +1,110 @@
-"""The report: Table 2 verdicts follow the tolerances; claims are judged only where they apply."""
+"""The report: Table 2 verdicts from the error model, over one seed or several; claims judged only where they apply."""
 
 import copy
 import re
 import dataclasses
 import json
+import math
+
+import pytest
 
 from repro.budgets import PAPER, SMOKE
-from repro.report import claim_rows, collect_results, render_markdown, table2_rows, write_report
+from repro.report import claim_rows, collect_results, render_markdown, table2_rows, write_report, write_seed_report
 from tests.unit.test_expected import EXPECTED, paper_results
 
 PROVENANCE = {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu", "data": {
     "dataset": "cifar10", "checksum_status": "verified", "n_train": 50000, "n_test": 10000}}
+N_OURS = {"clean_error": 10_000, "robust_error": 1000}  # the paper budget's evaluation sets
+STORED = {"clean_error": "clean_error", "robust_error": "autoattack_error"}
 
 
-def records(shift=0.0):
+def records(shift=0.0, seed=0):
     out = paper_results()
     for config_id, record in out.items():
         record["metrics"]["clean_error"] += shift
-        record["metrics"].update(pgd_error=50.0, pgd_cross_entropy=1.0)
+        record["metrics"].update(pgd_error=50.0, pgd_cross_entropy=1.0, n_clean=N_OURS["clean_error"],
+                                 n_robust=N_OURS["robust_error"])
         record["metrics"].setdefault("mean_normalized_weight", 0.0)
-        record.update(seed=0, budget={"name": "paper", "width": 64, "dataset": "cifar10"}, provenance=PROVENANCE)
+        record.update(seed=seed, budget={"name": "paper", "width": 64, "dataset": "cifar10"}, provenance=PROVENANCE)
     return out
 
 
-def test_paper_numbers_pass_at_paper_budget():
-    verdicts = {r.verdict for r in table2_rows(EXPECTED, records(), "paper")}
-    assert verdicts == {"pass"}, f"the paper's own numbers must pass: {verdicts}"
+def tolerance_by_hand(config_id, metric, sd=None, k=1):
+    """z * sqrt(paper SE^2 + our SE^2 + SD^2 (1 + 1/k)) + allowance, from the file's numbers (prior SD by default)."""
+    model, row = EXPECTED["error_model"], EXPECTED["table2"][config_id]
+    p = row[metric]["value"] / 100
+    paper_var = 1e4 * p * (1 - p) / model["paper_evaluation_sets"][metric]["n"]
+    ours_var = 1e4 * p * (1 - p) / N_OURS[metric]
+    sd = model["seed_sd_priors"][row["seed_sd_kind"]][metric]["value"] if sd is None else sd
+    sigma = math.sqrt(paper_var + ours_var + sd ** 2 * (1 + 1 / k))
+    return model["z"]["value"] * sigma + row[metric]["allowance"], sigma
 
 
-def test_shifted_numbers_fail():
-    failed = [r for r in table2_rows(EXPECTED, records(shift=6.0), "paper") if r.verdict == "FAIL"]
-    assert len(failed) == 11, f"a 6-point clean-error shift must fail every clean row, failed {len(failed)}"
+def shifted(offsets):
+    """Paper-number records with each Table 2 metric moved by offsets(config_id, metric)."""
+    out = records()
+    for config_id, record in out.items():
+        for metric, key in STORED.items():
+            record["metrics"][key] += offsets(config_id, metric)
+    return out
+
+
+def test_paper_numbers_are_consistent_at_paper_budget():
+    verdicts = {r.verdict for r in table2_rows(EXPECTED, {0: records()}, "paper")}
+    assert verdicts == {"consistent"}, f"the paper's own numbers must be consistent: {verdicts}"
+
+
+def test_just_inside_the_tolerance_is_consistent():
+    inside = shifted(lambda c, m: -(tolerance_by_hand(c, m)[0] - 0.02))
+    wrong = [(r.config_id, r.metric) for r in table2_rows(EXPECTED, {0: inside}, "paper") if r.verdict != "consistent"]
+    assert wrong == [], f"0.02 inside the tolerance recomputed by hand must be consistent: {wrong}"
+
+
+def test_just_outside_the_tolerance_is_inconsistent():
+    outside = shifted(lambda c, m: -(tolerance_by_hand(c, m)[0] + 0.02))
+    wrong = [(r.config_id, r.metric) for r in table2_rows(EXPECTED, {0: outside}, "paper") if r.verdict != "inconsistent"]
+    assert wrong == [], f"0.02 beyond the tolerance recomputed by hand must be inconsistent: {wrong}"
 
 
 def test_table2_not_judged_at_smoke_budget():
-    verdicts = {r.verdict for r in table2_rows(EXPECTED, records(shift=50.0), "smoke")}
-    assert verdicts == {"n/a"}, f"Table 2 tolerances apply at the paper budget only: {verdicts}"
+    verdicts = {r.verdict for r in table2_rows(EXPECTED, {0: records(shift=50.0)}, "smoke")}
+    assert verdicts == {"not judged"}, f"Table 2 is judged at the paper budget only: {verdicts}"
 
 
 def test_missing_rows_are_reported():
     partial = records()
     del partial["adv"]
-    rows = [r for r in table2_rows(EXPECTED, partial, "paper") if r.config_id == "adv"]
+    rows = [r for r in table2_rows(EXPECTED, {0: partial}, "paper") if r.config_id == "adv"]
     assert {r.verdict for r in rows} == {"missing"}, "a missing result must be shown as missing"
+
+
+def markdown_row(markdown, label, metric_name):
+    """The cells of report.md's Table 2 line for `label` and metric ("clean" or "robust (AutoAttack)")."""
+    lines = [line for line in markdown.splitlines() if line.startswith(f"| {label} | {metric_name} |")]
+    assert lines, f"report.md has no Table 2 line for {label} {metric_name}"
+    return [cell.strip() for cell in lines[0].strip("|").split("|")]
+
+
+def test_markdown_verdict_columns_show_z_interval_and_verdict():
+    adv = records()
+    adv["adv"]["metrics"]["autoattack_error"] = 58.4 + 12.0
+    markdown = render_markdown(EXPECTED, adv, "paper")
+    assert "| Model | metric | paper | measured | Δ | σ | tolerance | z | interval | verdict |" in markdown, "columns"
+    tolerance, sigma = tolerance_by_hand("adv", "robust_error")
+    cells = markdown_row(markdown, "ADV", "robust (AutoAttack)")
+    expected = ["70.40", "+12.00", f"{sigma:.2f}", f"±{tolerance:.2f}", f"{12.0 / sigma:+.2f}",
+                f"[{58.4 - tolerance:.2f}, {58.4 + tolerance:.2f}]", "inconsistent"]
+    assert cells[3:] == expected, f"ADV robust cells {cells[3:]}, expected {expected}"
+
+
+def test_overlapping_intervals_of_rows_a_claim_separates_are_said():
+    markdown = render_markdown(EXPECTED, records(), "paper")
+    notes = [line for line in markdown.splitlines() if "cannot separate" in line]
+    low, _ = tolerance_by_hand("bn_only_params", "robust_error")
+    high, _ = tolerance_by_hand("bn_params", "robust_error")
+    assert 85.3 - low <= 70.5 + high, "premise: BN ONLY PARAMS and BN PARAMS robust intervals overlap"
+    assert any(n.startswith("- bn_params_more_robust_than_bn_only_params:") for n in notes), f"no note: {notes}"
+    assert not any("adv_far_more_robust" in n for n in notes), f"ADV and NORMAL are separable: {notes}"
 
 
 def test_claims_not_applicable_at_budget_say_so():
@@ -53,7 +115,7 @@ def test_claims_not_applicable_at_budget_say_so():
 def test_markdown_has_provenance_rows_and_claims():
     markdown = render_markdown(EXPECTED, records(), "paper", figures=["figures/figure1.png"])
     for needle in ("checksums verified", "| BN PARAMS + log + conv1 |", "bn_params_lowers_normalized_weight",
-                   "![figure1](figures/figure1.png)"):
+                   "![figure1](figures/figure1.png)", "### Error model"):
         assert needle in markdown, f"report.md lacks {needle!r}"
 
 
@@ -72,15 +134,19 @@ def test_report_leaves_out_records_of_other_evaluation_settings(tmp_path):
     assert list(collect_results(tmp_path, SMOKE)) == ["normal"], "one report must not mix evaluation protocols"
 
 
-def test_unverified_data_is_not_judged_against_table2(tmp_path):
-    for config_id, record in records().items():
+def write_runs(folder, results, checksum_status="verified"):
+    for config_id, record in results.items():
         record["budget"] = dataclasses.asdict(PAPER)
-        record["provenance"] = {**PROVENANCE, "data": {**PROVENANCE["data"], "checksum_status": "unverified (x)"}}
-        (tmp_path / config_id).mkdir()
-        (tmp_path / config_id / "result.json").write_text(json.dumps(record))
+        record["provenance"] = {**PROVENANCE, "data": {**PROVENANCE["data"], "checksum_status": checksum_status}}
+        (folder / config_id).mkdir(parents=True)
+        (folder / config_id / "result.json").write_text(json.dumps(record))
+
+
+def test_unverified_data_is_not_judged_against_table2(tmp_path):
+    write_runs(tmp_path, records(), "unverified (x)")
     text, _ = write_report(tmp_path, EXPECTED, PAPER)
     labels = tuple(row["label"] for row in EXPECTED["table2"].values())
-    judged = [line for line in text.splitlines() if line.startswith(labels) and ("pass" in line or "FAIL" in line)]
+    judged = [line for line in text.splitlines() if line.startswith(labels) and "consistent" in line]
     assert judged == [], f"Table 2 on data without verified checksums must be shown, not judged:\n{text}"
 
 
@@ -120,3 +186,44 @@ def test_markdown_claim_cells_escape_table_pipes():
     row = next(line for line in markdown.splitlines() if line.startswith("| log_conv1_changes_little |"))
     cells = re.split(r"(?<!\\)\|", row)[1:-1]  # split on unescaped pipes only
     assert len(cells) == 4, f"|diff| must not split the Markdown cell: {row}"
+
+
+# --- the report over seeds (OUT/BUDGET/report.md) ----------------------------------------------------
+
+@pytest.fixture
+def three_seeds(tmp_path):
+    """Paper-budget runs of seeds 0-2; NORMAL's clean error 4.11 - 1, 4.11, 4.11 + 1; ADV lacks seed 2."""
+    for seed, offset in ((0, -1.0), (1, 0.0), (2, 1.0)):
+        results = records(seed=seed)
+        results["normal"]["metrics"]["clean_error"] += offset
+        if seed == 2:
+            del results["adv"]
+        write_runs(tmp_path / f"seed{seed}", results)
+    return tmp_path
+
+
+def test_seed_report_shows_mean_and_sd_and_judges_with_measured_spread(three_seeds):
+    text, path = write_seed_report(three_seeds, [0, 1, 2], EXPECTED, PAPER)
+    assert path == three_seeds / "report.md", f"the report over seeds lives in OUT/BUDGET: {path}"
+    cells = markdown_row(path.read_text(), "NORMAL", "clean")
+    tolerance, _ = tolerance_by_hand("normal", "clean_error", sd=1.0, k=3)  # measured SD of 3.11, 4.11, 5.11
+    assert cells[3] == "4.11 ± 1.00 (3 seeds)" and cells[6] == f"±{tolerance:.2f}", (
+        f"NORMAL clean: mean ± SD over three seeds and a tolerance from their SD, got {cells}")
+
+
+def test_seed_report_names_a_missing_seed_instead_of_averaging_fewer(three_seeds):
+    _, path = write_seed_report(three_seeds, [0, 1, 2], EXPECTED, PAPER)
+    markdown = path.read_text()
+    cells = markdown_row(markdown, "ADV", "clean")
+    assert cells[3] == "— (no seed 2)" and cells[-1] == "missing", f"ADV lacks seed 2: {cells}"
+    claims = [line for line in markdown.splitlines() if line.startswith("| adv_far_more_robust |")]
+    assert claims and "| missing | adv lacks seed 2 |" in claims[0], f"a claim on ADV must say seed 2 is missing: {claims}"
+    assert "- adv: no result for seed 2" in markdown, "the header must list the missing seed"
+
+
+def test_seed_report_judges_claims_on_seed_means(three_seeds):
+    results = records(seed=0)
+    _, path = write_seed_report(three_seeds, [0, 1], EXPECTED, PAPER)
+    line = next(line for line in path.read_text().splitlines() if line.startswith("| adv_pays_clean_error |"))
+    mean_normal = results["normal"]["metrics"]["clean_error"] - 0.5  # seeds 0 and 1: 3.11 and 4.11
+    assert f"{mean_normal + 5:.3f}" in line, f"claims must read NORMAL's seed mean {mean_normal:.2f}: {line}"

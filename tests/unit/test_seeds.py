@@ -1,0 +1,76 @@
+"""Several seeds: the loop over seeds, mean and SD per row, and a missing seed reported, not averaged away."""
+
+import pytest
+
+from repro.budgets import SMOKE
+from repro.pipeline import RunSettings
+from repro.seeds import for_each_seed, mean_records, missing_seeds, parse_seeds, seed_values
+
+
+def record(clean, robust, version="custom"):
+    return {"metrics": {"clean_error": clean, "autoattack_error": robust, "n_clean": 900,
+                        "autoattack_version": version}}
+
+
+PER_SEED = {  # seed -> {config_id: record}; adv lacks seed 2
+    0: {"normal": record(4.0, 99.0), "adv": record(17.0, 58.0)},
+    1: {"normal": record(5.0, 100.0), "adv": record(18.0, 60.0)},
+    2: {"normal": record(6.0, 98.0)},
+}
+
+
+def test_mean_and_sd_over_seeds():
+    values = seed_values(PER_SEED, [0, 1, 2], "normal", "clean_error")
+    assert (values.mean, values.sd) == (5.0, 1.0), f"4, 5, 6: mean 5, sample SD 1; got {values.mean}, {values.sd}"
+
+
+def test_one_seed_has_a_mean_and_no_sd():
+    values = seed_values(PER_SEED, [1], "adv", "autoattack_error")
+    assert (values.mean, values.sd) == (60.0, None), "one seed: its value, no spread"
+
+
+def test_missing_seed_is_named_and_nothing_is_averaged():
+    values = seed_values(PER_SEED, [0, 1, 2], "adv", "clean_error")
+    assert values.missing == (2,) and values.mean is None and values.sd is None, (
+        f"adv lacks seed 2: must not be averaged over seeds 0 and 1, got {values}")
+
+
+def test_missing_seeds_lists_rows_and_seeds():
+    missing = missing_seeds(PER_SEED, [0, 1, 2])
+    assert missing["adv"] == [2] and "normal" not in missing, f"{missing}"
+
+
+def test_mean_records_average_numbers_and_leave_out_incomplete_rows():
+    means = mean_records(PER_SEED, [0, 1, 2])
+    assert set(means) == {"normal"}, f"adv lacks seed 2 and must be left out: {sorted(means)}"
+    assert means["normal"]["metrics"] == {"clean_error": 5.0, "autoattack_error": 99.0, "n_clean": 900.0}, (
+        f"numeric metrics averaged, text dropped: {means['normal']['metrics']}")
+
+
+def test_mean_records_of_the_seeds_present():
+    means = mean_records(PER_SEED, [0, 1])
+    assert means["adv"]["metrics"]["autoattack_error"] == 59.0, "adv over seeds 0 and 1: (58 + 60) / 2"
+
+
+def test_repro_seeds_is_parsed():
+    assert parse_seeds("0,1, 2") == [0, 1, 2], "REPRO_SEEDS=0,1,2 is seeds 0, 1, 2"
+
+
+@pytest.mark.parametrize("text, message", [("0,a", "REPRO_SEEDS"), ("1,1", "distinct"), ("", "at least one"),
+                                           ("-1", "non-negative")])
+def test_bad_seeds_are_refused(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_seeds(text)
+
+
+def test_for_each_seed_changes_only_the_seed(tmp_path):
+    settings = RunSettings(budget=SMOKE, seed=7, out=tmp_path, resume=True)
+    seen = for_each_seed(settings, [2, 0], lambda s: (s.seed, s.out, s.budget, s.resume))
+    assert seen == {2: (2, tmp_path, SMOKE, True), 0: (0, tmp_path, SMOKE, True)}, f"{seen}"
+
+
+def test_mean_records_pool_series_in_seed_order():
+    per_seed = {s: {"normal": {**record(4.0, 99.0), "series": {"confidence_pgd": [s, s + 0.5]}}} for s in (0, 1)}
+    means = mean_records(per_seed, [1, 0])
+    assert means["normal"]["series"] == {"confidence_pgd": [1, 1.5, 0, 0.5]}, (
+        f"series (distances, per-layer counts) must read every seed's values, in seed order: {means['normal']}")
