@@ -125,6 +125,28 @@ def _check(path, where, check):
         _fail(path, f"{where}.op", f"must be one of {[*OPERATORS, '|diff|<=', 'within']}, got {op!r}")
 
 
+def _scale_expectations(path, where, claim, scale_budgets):
+    """Each small budget's stated expectation: judged there (in `budgets`) exactly when expected to hold.
+
+    Issue 12: at a budget far below the paper's, whether a claim should hold is decided, with a
+    reason, before the run, so an outcome cannot be explained away afterwards.
+    """
+    stated = claim.get("scale_expectations", {})
+    if not isinstance(stated, dict):
+        _fail(path, f"{where}.scale_expectations", "must be an object keyed by budget")
+    for budget in scale_budgets:
+        entry = stated.get(budget)
+        at = f"{where}.scale_expectations.{budget}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("holds"), bool):
+            _fail(path, at, "must say whether the claim is expected to hold at this budget: "
+                            '{"holds": true|false, "reason": "..."}')
+        if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+            _fail(path, f"{at}.reason", "every expectation needs its one-sentence reason")
+        if entry["holds"] != (budget in claim["budgets"]):
+            _fail(path, f"{where}.budgets", f"must include {budget} exactly when the claim is expected to hold there "
+                                            f"(scale_expectations says holds={entry['holds']})")
+
+
 def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
     """Check the structure of an expected-results document; raises ExpectedResultsError."""
     if not isinstance(doc, dict):
@@ -139,6 +161,9 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
             _fail(path, key, f"must be a{'n object' if kind is dict else ' list'}, got {type(doc[key]).__name__}")
     if not all(isinstance(name, str) for name in doc["table2_budgets"]):
         _fail(path, "table2_budgets", "must list budget names")
+    scale_budgets = doc.get("scale_budgets", {}).get("budgets", [])
+    if not isinstance(scale_budgets, list) or not all(isinstance(name, str) for name in scale_budgets):
+        _fail(path, "scale_budgets.budgets", "must list budget names")
     _number(path, "table1.bn_parameter_percent", doc["table1"].get("bn_parameter_percent"), 0, 100)
     priors = _validate_error_model(path, doc)
     table = doc["table2"]
@@ -180,6 +205,7 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
         if not isinstance(budgets, list) or not budgets or not all(isinstance(b, str) for b in budgets):
             _fail(path, f"{where}.budgets", "must list the budgets the claim is checked at")
         _check(path, f"{where}.check", claim.get("check"))
+        _scale_expectations(path, where, claim, scale_budgets)
         reason = claim.get("tolerance_reason")
         if ("tolerance_reason" in claim or claim["check"]["op"] == "within") and (
                 not isinstance(reason, str) or not reason.strip()):

@@ -129,8 +129,11 @@ def claim_rows(expected: dict, results: dict[str, dict], budget_name: str,
             if unrecorded else "") if part)
         outcome = None if missing or lacking else check_claim(claim, results)
         if budget_name not in claim["budgets"]:
-            shown = outcome.relation if outcome else why_missing
-            rows.append((claim, "n/a", f"{shown} (judged at budgets {', '.join(claim['budgets'])})"))
+            shown = f"{outcome.relation}: {'holds' if outcome.passed else 'does not hold'}" if outcome else why_missing
+            expectation = claim.get("scale_expectations", {}).get(budget_name)
+            why_not = (f"not expected to hold at {budget_name}: {expectation['reason']}" if expectation
+                       else f"judged at budgets {', '.join(claim['budgets'])}")
+            rows.append((claim, "n/a", f"{shown} ({why_not})"))
         elif outcome is None:
             rows.append((claim, "missing", why_missing))
         else:

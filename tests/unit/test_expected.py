@@ -223,3 +223,23 @@ def test_unreadable_file_names_path(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ExpectedResultsError, match="expected_results.json"):
         load_expected(path)
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=[c["id"] for c in CLAIMS])
+def test_every_claim_states_its_expectation_at_each_small_budget(claim):
+    for budget in EXPECTED["scale_budgets"]["budgets"]:
+        entry = claim["scale_expectations"][budget]
+        assert entry["reason"].strip() and entry["holds"] == (budget in claim["budgets"]), (
+            f"{claim['id']}: at {budget} it must be judged exactly when expected to hold, with a reason: {entry}")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("scale_expectations"), "expected to hold at this budget"),
+    (lambda c: c["scale_expectations"]["cifar_cpu"].update(reason=" "), "one-sentence reason"),
+    (lambda c: c["budgets"].remove("cifar_cpu"), "exactly when the claim is expected to hold"),
+])
+def test_malformed_scale_expectation_is_refused(change, message):
+    doc = copy.deepcopy(EXPECTED)
+    change(next(c for c in doc["claims"] if c["id"] == "normal_learns"))
+    with pytest.raises(ExpectedResultsError, match=message):
+        validate(doc)

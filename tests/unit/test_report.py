@@ -153,7 +153,9 @@ def test_unverified_data_is_not_judged_against_table2(tmp_path):
 def test_claims_not_judged_still_show_their_measured_relation():
     rows = {c["id"]: (v, relation) for c, v, relation in claim_rows(EXPECTED, records(), "smoke")}
     verdict, relation = rows["adv_far_more_robust"]
-    assert verdict == "n/a" and "58.400 <= 79.800" in relation and "judged at budgets paper" in relation, \
+    claim = next(c for c in EXPECTED["claims"] if c["id"] == "adv_far_more_robust")
+    where = f"judged at budgets {', '.join(claim['budgets'])}"
+    assert verdict == "n/a" and "58.400 <= 79.800" in relation and where in relation, \
         f"an n/a claim must show the measured relation and where it is judged: {relation!r}"
 
 
@@ -227,3 +229,17 @@ def test_seed_report_judges_claims_on_seed_means(three_seeds):
     line = next(line for line in path.read_text().splitlines() if line.startswith("| adv_pays_clean_error |"))
     mean_normal = results["normal"]["metrics"]["clean_error"] - 0.5  # seeds 0 and 1: 3.11 and 4.11
     assert f"{mean_normal + 5:.3f}" in line, f"claims must read NORMAL's seed mean {mean_normal:.2f}: {line}"
+
+
+def test_claim_not_expected_at_a_small_budget_shows_its_outcome_and_the_stated_reason():
+    claim = next(c for c in EXPECTED["claims"] if not c["scale_expectations"]["cifar_cpu"]["holds"]
+                 and c["id"] == "bn_params_less_robust_than_adv")
+    results = records()  # the paper's numbers: BN PARAMS 70.5 >= ADV 58.4 + 5 holds
+    rows = {c["id"]: (v, relation) for c, v, relation in claim_rows(EXPECTED, results, "cifar_cpu")}
+    verdict, relation = rows[claim["id"]]
+    reason = claim["scale_expectations"]["cifar_cpu"]["reason"]
+    assert verdict == "n/a" and ": holds (not expected to hold at cifar_cpu: " in relation and reason in relation, (
+        f"a claim expected not to hold at cifar_cpu must show whether it held and the reason stated beforehand: {relation!r}")
+    results["bn_params"]["metrics"]["autoattack_error"] = 58.4
+    relation = {c["id"]: r for c, _, r in claim_rows(EXPECTED, results, "cifar_cpu")}[claim["id"]]
+    assert ": does not hold (not expected" in relation, f"BN PARAMS = ADV breaks the relation: {relation!r}"
