@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro.acceleration import plan
 from repro.budgets import BUDGETS, get_budget
 from repro.checkpoint import CheckpointError
 from repro.configs import CONFIGURATIONS, UnknownConfigurationError, get_configuration
@@ -77,8 +78,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 
 def settings_from(args) -> RunSettings:
     budget = get_budget(args.budget, parse_overrides(args.set))
+    device = resolve_device(args.device)
+    plan(budget, device)  # bf16/compile run on any device; compile without a compiler is refused now, not mid-run
     return RunSettings(
-        budget=budget, seed=args.seed, out=Path(args.out), device=resolve_device(args.device),
+        budget=budget, seed=args.seed, out=Path(args.out), device=device,
         data_dir=Path(args.data_dir) if args.data_dir else None, download=args.download,
         allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
     )
@@ -157,6 +160,7 @@ def cmd_bench(args) -> int:
     budget, device = settings.budget, settings.device
     print(f"device: {device_description(device)}")
     print(f"budget: {budget.name} (width {budget.width}, bf16 {budget.bf16}, compile {budget.compile})")
+    print(f"network runs: {plan(budget, device).describe()}")
     rates = measure_rates(budget, device, repeats=args.repeats)
     for key, rate in rates.items():
         print(f"  {key:<20} {rate:10.1f} images/s")
