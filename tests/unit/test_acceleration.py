@@ -31,6 +31,14 @@ WRAPPERS = {
     "channels_last+bf16": (Acceleration(channels_last=True, bf16=True, compile=False), BF16_LOGIT_RELATIVE_TOLERANCE),
 }
 
+# PGD's sign step is discontinuous: fp32 summation-order differences (channels_last, fused kernels)
+# can flip the sign of a near-zero input gradient and move that pixel by two step sizes, so after an
+# attacked training step twins differ by more than rounding, though far less than a wrong gradient or
+# a skipped or doubled BN update (which change the statistics' movement by its whole size).
+# Measured with channels_last on a CPU: up to 1.0e-2 of a BN buffer's movement after one step, 1.5e-2
+# of the logits after four (compile test below); a doubled BN update is off by ~90%.
+ONE_ATTACKED_STEP_TOLERANCE = 5e-2
+
 
 def relative_deviation(value: torch.Tensor, reference: torch.Tensor) -> float:
     """Largest absolute deviation, relative to the reference's largest magnitude."""
@@ -69,11 +77,11 @@ def test_pgd_examples_stay_in_ball_and_range(tiny_model, name):
 
 
 def bn_changes(config, acceleration, tiny_model, batch):
-    """(eager, wrapped): BN buffers after minus before one training step of `config`."""
+    """(eager, wrapped): BN buffers after minus before one training step of `config` on twin models."""
     moved = []
-    for model in (tiny_model, copy.deepcopy(tiny_model)):
+    for model, wrapper in ((copy.deepcopy(tiny_model), None), (copy.deepcopy(tiny_model), acceleration)):
         trainable = apply_configuration(model, config)
-        net = model if acceleration is None else wrap(model, acceleration, "cpu")
+        net = model if wrapper is None else wrap(model, wrapper, "cpu")
         optimizer = torch.optim.SGD(trainable, lr=0.1) if trainable else None
         before = bn_buffers(model)
         train_step(net, config, optimizer, *batch, PGDSettings(EPSILON, EPSILON / 2, 2), seed=0)
@@ -89,8 +97,9 @@ def test_bn_statistics_move_as_in_eager_mode(tiny_model, batch, name, config):
     moved_wrapped = sorted(k for k, v in wrapped.items() if v.abs().max() > 0)
     assert moved_wrapped == moved_eager, f"{name}, {config.id}: other BN buffers moved than in eager mode"
     for key in moved_eager:
-        # bf16 rounds the activations the statistics average; their movement keeps its direction and size
-        tolerance = max(WRAPPERS[name][1], FP32_LOGIT_RELATIVE_TOLERANCE)
+        # bf16 rounds the activations the statistics average; in fp32 the step's PGD examples may differ
+        # by sign flips of near-zero gradients (see ONE_ATTACKED_STEP_TOLERANCE)
+        tolerance = max(WRAPPERS[name][1], ONE_ATTACKED_STEP_TOLERANCE)
         deviation = relative_deviation(wrapped[key], eager[key])
         assert deviation <= tolerance, f"{name}, {config.id}: {key} moved {deviation:.2e} off eager's movement"
 
@@ -166,11 +175,8 @@ def test_compile_on_a_cpu_without_compiler_is_refused(monkeypatch):
 # --- torch.compile -----------------------------------------------------------------------------
 
 COMPILE_STEPS = 4
-# PGD's sign step is discontinuous: fp32 summation-order differences (channels_last, fused kernels)
-# can flip the sign of a near-zero input gradient and move that pixel by two step sizes, so a few
-# SGD steps later the twins differ by more than rounding, though far less than a wrong gradient or
-# a skipped BN update (which change the logits by their whole scale). Measured with channels_last
-# and dynamo's eager backend on a CPU: 1.5e-2 after four steps.
+# As ONE_ATTACKED_STEP_TOLERANCE, over four SGD steps with momentum. Measured with channels_last and
+# dynamo's eager backend on a CPU: 1.5e-2 after four steps.
 TRAINED_LOGIT_RELATIVE_TOLERANCE = 5e-2
 
 
