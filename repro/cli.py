@@ -19,7 +19,7 @@ from repro.acceleration import plan
 from repro.budgets import BUDGETS, get_budget
 from repro.checkpoint import CheckpointError
 from repro.configs import CONFIGURATIONS, UnknownConfigurationError, get_configuration
-from repro.data import DataError
+from repro.data import CIFAR10, DataError, check_cifar10_present
 from repro.expected import ExpectedResultsError, load_expected
 from repro.pipeline import Pipeline, RunSettings, dependency_order
 from repro.provenance import device_description, resolve_device
@@ -87,18 +87,45 @@ def settings_from(args) -> RunSettings:
     )
 
 
+def check_inputs(settings: RunSettings) -> None:
+    """Cheap checks of what a run needs (data present), before anything slow is measured."""
+    if settings.budget.dataset == CIFAR10:
+        if settings.data_dir is None:
+            raise DataError("the budget uses CIFAR-10: pass --data-dir DIR (and --download to fetch it there)")
+        if not settings.download:
+            check_cifar10_present(settings.data_dir)
+
+
 def check_affordable(settings: RunSettings, configs, allow_slow: bool) -> None:
-    """Refuse a run a CPU would take many hours over, unless --allow-slow."""
+    """Refuse a run a CPU would take many hours over, unless --allow-slow.
+
+    The estimate is measured now, with the threads the run would use; when other work loads the
+    CPU (load average above its cores) the refusal says so: the measurement is then an upper bound.
+    """
     if settings.device.type != "cpu" or allow_slow:
         return
     seconds = estimate_seconds(settings.budget, configs, settings.device,
                                n_train=settings.budget.train_images)
     if seconds > SLOW_RUN_SECONDS:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        under_load = (f" (measured while the CPU is loaded: load average {load:.1f} on {cores} cores, "
+                      "so an upper bound)") if load > cores else ""
+        smaller = [name for name, b in BUDGETS.items()
+                   if not b.needs_gpu
+                   and estimate_is_smaller(b, settings.budget)]
+        suggestion = f"pick a smaller budget ({' or '.join(f'--budget {n}' for n in smaller)}), " if smaller else ""
         raise ValueError(
-            f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU; "
-            "run it on a GPU (--device cuda), pick a smaller budget (--budget smoke or cifar_cpu), "
+            f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU{under_load}; "
+            f"run it on a GPU (--device cuda), {suggestion}fewer rows (--configs ...), "
             "or pass --allow-slow to go ahead"
         )
+
+
+def estimate_is_smaller(candidate, budget) -> bool:
+    """Whether `candidate` trains fewer images at no larger width than `budget` (no measurement)."""
+    def images(b):
+        return b.train_images * (b.epochs_clean + b.epochs_adversarial * (1 + b.train_attack_steps))
+    return candidate.width <= budget.width and images(candidate) < images(budget)
 
 
 def cmd_list(args) -> int:
@@ -113,6 +140,7 @@ def cmd_list(args) -> int:
 def cmd_train(args) -> int:
     settings = settings_from(args)
     configs = [get_configuration(c) for c in args.configs]
+    check_inputs(settings)
     check_affordable(settings, dependency_order(args.configs), args.allow_slow)
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
     for config in configs:  # trained_model trains NORMAL first where a row needs it
@@ -143,6 +171,7 @@ def cmd_reproduce(args) -> int:
     for config_id in ids:
         get_configuration(config_id)
     configs = dependency_order(ids)
+    check_inputs(settings)
     check_affordable(settings, configs, args.allow_slow)
     started = time.perf_counter()
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))

@@ -120,6 +120,21 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def check_cifar10_present(data_dir: str | Path) -> None:
+    """Raise DataError saying what to pass when `data_dir` lacks any CIFAR-10 batch file (cheap:
+    no file is read, so commands check it before anything slow)."""
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+
+    folder = Path(data_dir) / CIFAR_DIRNAME
+    expected = TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list
+    missing = [name for name, _ in expected if not (folder / name).exists()]
+    if missing:
+        raise DataError(
+            f"CIFAR-10 not found in {folder} (missing {', '.join(missing)}). Pass --download to fetch it, "
+            "or --data-dir pointing at the folder that contains cifar-10-batches-py/."
+        )
+
+
 def load_cifar10(data_dir: str | Path, download: bool = False, allow_unverified: bool = False) -> Dataset:
     """CIFAR-10 from `data_dir`/cifar-10-batches-py, in the official order.
 
@@ -136,12 +151,7 @@ def load_cifar10(data_dir: str | Path, download: bool = False, allow_unverified:
     expected = TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list
     if download and not all((folder / name).exists() for name, _ in expected):
         TorchvisionCIFAR10(str(root), train=True, download=True)
-    missing = [name for name, _ in expected if not (folder / name).exists()]
-    if missing:
-        raise DataError(
-            f"CIFAR-10 not found in {folder} (missing {', '.join(missing)}). Pass --download to fetch it, "
-            "or --data-dir pointing at the folder that contains cifar-10-batches-py/."
-        )
+    check_cifar10_present(root)
     mismatched = [name for name, md5 in expected if _md5(folder / name) != md5]
     if mismatched and not allow_unverified:
         raise DataError(
