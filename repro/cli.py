@@ -15,10 +15,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro.acceleration import plan
 from repro.budgets import BUDGETS, get_budget
 from repro.checkpoint import CheckpointError
 from repro.configs import CONFIGURATIONS, UnknownConfigurationError, get_configuration
-from repro.data import DataError
+from repro.data import CIFAR10, DataError, check_cifar10_present
 from repro.expected import ExpectedResultsError, load_expected
 from repro.pipeline import Pipeline, RunSettings, dependency_order
 from repro.provenance import device_description, resolve_device
@@ -78,8 +79,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 
 def settings_from(args) -> RunSettings:
     budget = get_budget(args.budget, parse_overrides(args.set))
+    device = resolve_device(args.device)
+    plan(budget, device)  # bf16/compile run on any device; compile without a compiler is refused now, not mid-run
     return RunSettings(
-        budget=budget, seed=args.seed, out=Path(args.out), device=resolve_device(args.device),
+        budget=budget, seed=args.seed, out=Path(args.out), device=device,
         data_dir=Path(args.data_dir) if args.data_dir else None, download=args.download,
         allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
     )
@@ -99,18 +102,45 @@ def over_seeds(args, work):
     return for_each_seed(settings_from(args), seeds_of(args), work)
 
 
+def check_inputs(settings: RunSettings) -> None:
+    """Cheap checks of what a run needs (data present), before anything slow is measured."""
+    if settings.budget.dataset == CIFAR10:
+        if settings.data_dir is None:
+            raise DataError("the budget uses CIFAR-10: pass --data-dir DIR (and --download to fetch it there)")
+        if not settings.download:
+            check_cifar10_present(settings.data_dir)
+
+
 def check_affordable(settings: RunSettings, configs, allow_slow: bool, n_seeds: int = 1) -> None:
-    """Refuse a run a CPU would take many hours over (all `n_seeds` seeds), unless --allow-slow."""
+    """Refuse a run a CPU would take many hours over (all `n_seeds` seeds), unless --allow-slow.
+
+    The estimate is measured now, with the threads the run would use; when other work loads the
+    CPU (load average above its cores) the refusal says so: the measurement is then an upper bound.
+    """
     if settings.device.type != "cpu" or allow_slow:
         return
     seconds = n_seeds * estimate_seconds(settings.budget, configs, settings.device,
                                          n_train=settings.budget.train_images)
     if seconds > SLOW_RUN_SECONDS:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        under_load = (f" (measured while the CPU is loaded: load average {load:.1f} on {cores} cores, "
+                      "so an upper bound)") if load > cores else ""
+        smaller = [name for name, b in BUDGETS.items()
+                   if not b.needs_gpu
+                   and estimate_is_smaller(b, settings.budget)]
+        suggestion = f"pick a smaller budget ({' or '.join(f'--budget {n}' for n in smaller)}), " if smaller else ""
         raise ValueError(
-            f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU; "
-            "run it on a GPU (--device cuda), pick a smaller budget (--budget smoke or cifar_cpu), "
+            f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU{under_load}; "
+            f"run it on a GPU (--device cuda), {suggestion}fewer rows (--configs ...), "
             "or pass --allow-slow to go ahead"
         )
+
+
+def estimate_is_smaller(candidate, budget) -> bool:
+    """Whether `candidate` trains fewer images at no larger width than `budget` (no measurement)."""
+    def images(b):
+        return b.train_images * (b.epochs_clean + b.epochs_adversarial * (1 + b.train_attack_steps))
+    return candidate.width <= budget.width and images(candidate) < images(budget)
 
 
 def cmd_list(args) -> int:
@@ -124,7 +154,9 @@ def cmd_list(args) -> int:
 
 def cmd_train(args) -> int:
     configs = [get_configuration(c) for c in args.configs]
-    check_affordable(settings_from(args), dependency_order(args.configs), args.allow_slow, len(seeds_of(args)))
+    settings = settings_from(args)
+    check_inputs(settings)
+    check_affordable(settings, dependency_order(args.configs), args.allow_slow, len(seeds_of(args)))
 
     def train_seed(settings):
         pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
@@ -162,6 +194,7 @@ def cmd_reproduce(args) -> int:
     for config_id in ids:
         get_configuration(config_id)
     configs = dependency_order(ids)
+    check_inputs(settings)
     check_affordable(settings, configs, args.allow_slow, len(seeds))
     started = time.perf_counter()
     expected = load_expected()  # fail on a malformed file before hours of training
@@ -190,6 +223,7 @@ def cmd_bench(args) -> int:
     budget, device = settings.budget, settings.device
     print(f"device: {device_description(device)}")
     print(f"budget: {budget.name} (width {budget.width}, bf16 {budget.bf16}, compile {budget.compile})")
+    print(f"network runs: {plan(budget, device).describe()}")
     rates = measure_rates(budget, device, repeats=args.repeats)
     for key, rate in rates.items():
         print(f"  {key:<20} {rate:10.1f} images/s")

@@ -9,7 +9,11 @@ examples" (Section 3.2), i.e. the official test order.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import pickle
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +124,21 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def check_cifar10_present(data_dir: str | Path) -> None:
+    """Raise DataError saying what to pass when `data_dir` lacks any CIFAR-10 batch file (cheap:
+    no file is read, so commands check it before anything slow)."""
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+
+    folder = Path(data_dir) / CIFAR_DIRNAME
+    expected = TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list
+    missing = [name for name, _ in expected if not (folder / name).exists()]
+    if missing:
+        raise DataError(
+            f"CIFAR-10 not found in {folder} (missing {', '.join(missing)}). Pass --download to fetch it, "
+            "or --data-dir pointing at the folder that contains cifar-10-batches-py/."
+        )
+
+
 def load_cifar10(data_dir: str | Path, download: bool = False, allow_unverified: bool = False) -> Dataset:
     """CIFAR-10 from `data_dir`/cifar-10-batches-py, in the official order.
 
@@ -136,12 +155,7 @@ def load_cifar10(data_dir: str | Path, download: bool = False, allow_unverified:
     expected = TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list
     if download and not all((folder / name).exists() for name, _ in expected):
         TorchvisionCIFAR10(str(root), train=True, download=True)
-    missing = [name for name, _ in expected if not (folder / name).exists()]
-    if missing:
-        raise DataError(
-            f"CIFAR-10 not found in {folder} (missing {', '.join(missing)}). Pass --download to fetch it, "
-            "or --data-dir pointing at the folder that contains cifar-10-batches-py/."
-        )
+    check_cifar10_present(root)
     mismatched = [name for name, md5 in expected if _md5(folder / name) != md5]
     if mismatched and not allow_unverified:
         raise DataError(
@@ -186,19 +200,74 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
 _AUTOAUGMENT = None
 
 
-def autoaugment(images: torch.Tensor) -> torch.Tensor:
-    """torchvision's CIFAR-10 AutoAugment policy [2], one random sub-policy per sample.
-
-    images: uint8 (B, 3, H, W). torchvision's transform draws one operation per call, so it is
-    applied sample by sample (a batched call would give the whole batch the same operation).
-    Draws from torch's global RNG, which training checkpoints save and restore.
-    """
+def _autoaugment_transform():
     global _AUTOAUGMENT
     if _AUTOAUGMENT is None:
         from torchvision.transforms import v2
 
         _AUTOAUGMENT = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
-    return torch.stack([_AUTOAUGMENT(image) for image in images])
+    return _AUTOAUGMENT
+
+
+def autoaugment(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """torchvision's CIFAR-10 AutoAugment policy [2], one random sub-policy per sample.
+
+    images: uint8 (B, 3, H, W) on the CPU. torchvision's transform draws one operation per call, so
+    it is applied sample by sample (a batched call would give the whole batch the same operation).
+    Without `generator` the draws come from torch's global RNG (torchvision's own forward); with a
+    CPU `generator` they come from it alone, so a background thread gives the same images as the
+    main thread would, whatever else draws random numbers meanwhile.
+    """
+    transform = _autoaugment_transform()
+    if generator is None:
+        return torch.stack([transform(image) for image in images])
+    return torch.stack([_autoaugment_sample(transform, image, generator) for image in images])
+
+
+def _autoaugment_sample(transform, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """torchvision's AutoAugment.forward for one image, its draws taken from `generator`: the same
+    sub-policy choice, application probabilities, magnitudes and signs, and torchvision's operations."""
+    height, width = image.shape[-2:]
+    policy = transform._policies[int(torch.randint(len(transform._policies), (), generator=generator))]
+    for operation, probability, magnitude_index in policy:
+        if not torch.rand((), generator=generator) <= probability:
+            continue
+        magnitudes_of, signed = transform._AUGMENTATION_SPACE[operation]
+        magnitudes = magnitudes_of(10, height, width)
+        magnitude = 0.0 if magnitudes is None else float(magnitudes[magnitude_index])
+        if magnitudes is not None and signed and torch.rand((), generator=generator) <= 0.5:
+            magnitude = -magnitude
+        image = transform._apply_image_or_video_transform(
+            image, operation, magnitude, interpolation=transform.interpolation, fill=transform._fill)
+    return image
+
+
+def prefetched_autoaugment(images: torch.Tensor, batches: list[torch.Tensor], seeds: list[int],
+                           lookahead: int = 2) -> Iterator[torch.Tensor]:
+    """AutoAugmented uint8 batches `images[batches[k]]`, each drawn from its own seed `seeds[k]`,
+    computed on a background thread up to `lookahead` batches ahead of the consumer.
+
+    The per-sample host work then overlaps the training step instead of stalling the device; each
+    batch depends only on its indices and seed, so the images are the same whatever the timing, and
+    a run resumed mid-epoch gets the same batches from its step on.
+    """
+    def work(index: torch.Tensor, seed: int) -> torch.Tensor:
+        return autoaugment(images[index], torch.Generator().manual_seed(seed))
+
+    pending = deque()
+    jobs = iter(zip(batches, seeds))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoaugment") as pool:
+        try:
+            for index, seed in itertools.islice(jobs, lookahead):
+                pending.append(pool.submit(work, index, seed))
+            while pending:
+                batch = pending.popleft().result()
+                for index, seed in itertools.islice(jobs, 1):
+                    pending.append(pool.submit(work, index, seed))
+                yield batch
+        finally:  # the consumer stopped early (interrupt, divergence): drop what was not started
+            for future in pending:
+                future.cancel()
 
 
 def augment(images: torch.Tensor, augmentation: str, generator: torch.Generator) -> torch.Tensor:

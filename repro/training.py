@@ -23,8 +23,8 @@ from repro.acceleration import accelerated
 from repro.attacks import PGDSettings
 from repro.budgets import Budget
 from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, state_fingerprint
-from repro.configs import FROM_NORMAL, Configuration
-from repro.data import Dataset, augment
+from repro.configs import AUTOAUGMENT, CROP_FLIP, FROM_NORMAL, Configuration
+from repro.data import Dataset, augment, prefetched_autoaugment
 from repro.freeze import apply_configuration
 from repro.model import ResNet20
 from repro.train_step import train_step
@@ -53,6 +53,11 @@ def lr_factor(schedule: str, step: int, total_steps: int) -> float:
 def attack_seed(seed: int, step: int) -> int:
     """A distinct, reproducible random-start seed for every training step of a run."""
     return (seed * 1_000_003 + step) % (2**62)
+
+
+def augmentation_seed(seed: int, step: int) -> int:
+    """The seed of AutoAugment's draws for one training step (independent of the attack's)."""
+    return (seed * 1_000_033 + step + 7_919) % (2**62)
 
 
 def run_identity(config: Configuration, budget: Budget, seed: int) -> dict:
@@ -209,9 +214,27 @@ class EpochLoop:
                 torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long),
             )
         order, loss_sum, correct = progress.order, progress.loss_sum, progress.correct
-        for i in range(progress.next_step, self.steps_per_epoch):
+        steps = range(progress.next_step, self.steps_per_epoch)
+        autoaugmented = None
+        if self.config.augmentation == AUTOAUGMENT:  # per-sample host work, overlapped with the steps
+            host_order = order.cpu()
+            autoaugmented = prefetched_autoaugment(
+                self.data.train_images.cpu(),
+                [host_order[i * self.batch_size:(i + 1) * self.batch_size] for i in steps],
+                [augmentation_seed(self.seed, epoch * self.steps_per_epoch + i) for i in steps])
+        try:
+            return self._steps(run, epoch, steps, order, loss_sum, correct, autoaugmented, started)
+        finally:
+            if autoaugmented is not None:
+                autoaugmented.close()
+
+    def _steps(self, run, epoch, steps, order, loss_sum, correct, autoaugmented, started) -> tuple[float, int]:
+        for i in steps:
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            images = augment(self.data.train_images[index], self.config.augmentation, run.generator)
+            if autoaugmented is not None:
+                images = augment(next(autoaugmented).to(self.device), CROP_FLIP, run.generator)
+            else:
+                images = augment(self.data.train_images[index], self.config.augmentation, run.generator)
             step = epoch * self.steps_per_epoch + i
             loss, n_correct = train_step(
                 self.net, self.config, run.optimizer, images, self.data.train_labels[index], self.attack,

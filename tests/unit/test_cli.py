@@ -61,7 +61,8 @@ def test_cifar_budget_without_data_dir_says_what_to_pass(capsys, tmp_path):
 def test_paper_budget_on_cpu_gives_estimate(capsys, tmp_path, monkeypatch):
     rates = {"clean_step": 20.0, "adversarial_step": 2.0, "forward_adversarial": 2.0, "pgd_eval": 2.0}
     monkeypatch.setattr("repro.timing.measure_rates", lambda *a, **k: rates)  # this CPU at width 64, roughly
-    code, _, err = run(capsys, "reproduce", "--budget", "paper", "--device", "cpu", "--out", str(tmp_path))
+    code, _, err = run(capsys, "reproduce", "--budget", "paper", "--device", "cpu", "--out", str(tmp_path),
+                       "--data-dir", str(tmp_path), "--download")  # data is checked first; --download defers it
     assert code == 2 and "hours" in err and "--allow-slow" in err, err
 
 
@@ -190,3 +191,31 @@ def test_seed_and_seeds_together_are_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "--seed", "1", "--seeds", "0", "1"])
     assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err, "--seed and --seeds conflict"
+
+
+SLOW_RATES = {"clean_step": 2.0, "adversarial_step": 0.2, "forward_adversarial": 0.2, "pgd_eval": 0.2}
+
+
+def test_missing_data_is_reported_before_measuring_throughput(capsys, tmp_path, monkeypatch):
+    def measured(*args, **kwargs):
+        raise AssertionError("throughput measured before the data was checked")
+    monkeypatch.setattr("repro.timing.measure_rates", measured)
+    code, _, err = run(capsys, "reproduce", "--budget", "cifar_cpu", "--data-dir", str(tmp_path / "nonexistent"),
+                       "--device", "cpu", "--out", str(tmp_path))
+    assert code == 2 and "--download" in err and "throughput" not in err, err
+
+
+def test_refusal_never_suggests_the_budget_asked_for(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("repro.timing.measure_rates", lambda *a, **k: SLOW_RATES)
+    code, _, err = run(capsys, "reproduce", "--budget", "cifar_cpu", "--data-dir", str(tmp_path), "--download",
+                       "--device", "cpu", "--out", str(tmp_path))
+    assert code == 2 and "--allow-slow" in err, err
+    assert "--budget cifar_cpu" not in err and "--budget smoke" in err, f"suggests the budget asked for: {err}"
+
+
+def test_refusal_under_load_says_the_estimate_is_an_upper_bound(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("repro.timing.measure_rates", lambda *a, **k: SLOW_RATES)
+    monkeypatch.setattr("os.getloadavg", lambda: (64.0, 64.0, 64.0))
+    code, _, err = run(capsys, "reproduce", "--budget", "paper", "--device", "cpu", "--data-dir", str(tmp_path),
+                       "--download", "--out", str(tmp_path))
+    assert code == 2 and "upper bound" in err and "load average 64.0" in err, err

@@ -244,3 +244,36 @@ def test_corrupt_cifar_batch_names_file(tmp_path):
     (folder / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="test_batch"):
         load_cifar10(tmp_path, allow_unverified=True)
+
+
+def test_seeded_autoaugment_draws_per_sample():
+    from repro.data import autoaugment
+
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).repeat(32, 1, 1, 1)
+    out = autoaugment(image, torch.Generator().manual_seed(0))
+    distinct = len({o.numpy().tobytes() for o in out})
+    assert distinct > 4, f"32 copies got {distinct} distinct seeded AutoAugment results: one op per batch?"
+
+
+def test_seeded_autoaugment_ignores_the_global_rng():
+    from repro.data import autoaugment
+
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    a = autoaugment(images, torch.Generator().manual_seed(3))
+    torch.manual_seed(99)  # another thread drawing meanwhile must not change the images
+    b = autoaugment(images, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b), "the same seed must give the same augmented images whatever the global RNG does"
+    assert not torch.equal(a, autoaugment(images, torch.Generator().manual_seed(4))), "another seed, other images"
+
+
+def test_prefetched_autoaugment_gives_each_batch_its_seeded_images_in_order():
+    from repro.data import autoaugment, prefetched_autoaugment
+
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    batches = [torch.arange(k * 8, (k + 1) * 8).flip(0) for k in range(5)]
+    seeds = [11, 12, 13, 14, 15]
+    got = list(prefetched_autoaugment(images, batches, seeds))
+    expected = [autoaugment(images[b], torch.Generator().manual_seed(s)) for b, s in zip(batches, seeds)]
+    assert len(got) == 5 and all(torch.equal(g, e) for g, e in zip(got, expected)), (
+        "prefetched batches must be the seeded AutoAugment of their own indices, in order")
