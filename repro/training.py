@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -97,6 +98,142 @@ def load_trained_model(folder: Path, config: Configuration, budget: Budget, seed
     return model.eval(), state["train_seconds"]
 
 
+@dataclass
+class EpochProgress:
+    """Where a run stands inside an epoch: its shuffle order, the next step, loss sum and correct count."""
+
+    order: torch.Tensor
+    next_step: int
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+
+
+@dataclass
+class RunState:
+    """Everything a run carries from step to step and keeps in its checkpoint.
+
+    `epoch` counts finished epochs; `seconds` is training wall time, accumulated across resumes;
+    `within_epoch` is set when a resumed checkpoint was written inside an epoch.
+    """
+
+    path: Path
+    identity: dict
+    initial_fingerprint: str | None  # which NORMAL a fine-tuning row started from
+    epochs: int
+    model: ResNet20
+    optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    generator: torch.Generator  # shuffling and crop/flip
+    epoch: int = 0
+    seconds: float = 0.0
+    within_epoch: EpochProgress | None = None
+    last_saved: float = field(default_factory=time.perf_counter)
+
+    def resume(self, device: torch.device | str) -> None:
+        """Restore model, optimiser, schedule, RNG states and progress from the checkpoint at `path`."""
+        state = load_checkpoint(self.path, expect=self.identity)
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.epoch = state["epoch"]
+        self.seconds = state["train_seconds"]
+        if state.get("step_in_epoch"):
+            self.within_epoch = EpochProgress(state["order"].to(device), state["step_in_epoch"],
+                                              state["loss_sum"].to(device), state["correct"].to(device))
+
+    def checkpoint(self, epoch_done: int, extra: dict) -> None:
+        """Write the run atomically as of `epoch_done` finished epochs; `extra` adds progress fields."""
+        save_checkpoint(self.path, {
+            **self.identity,
+            "initial_fingerprint": self.initial_fingerprint,
+            "epoch": epoch_done,
+            "epochs": self.epochs,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            **extra,
+        })
+        self.last_saved = time.perf_counter()
+
+
+def optimizer_and_schedule(
+    trainable: list[torch.nn.Parameter], budget: Budget, from_normal: bool, total_steps: int,
+) -> tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LRScheduler | None]:
+    """SGD over `trainable` with the budget's schedule over `total_steps`; (None, None) when nothing trains."""
+    if not trainable:
+        return None, None
+    optimizer = torch.optim.SGD(
+        trainable, lr=budget.lr_finetune if from_normal else budget.lr, momentum=budget.momentum,
+        weight_decay=budget.weight_decay, nesterov=budget.nesterov,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(budget.schedule, step, total_steps)
+    )
+    return optimizer, scheduler
+
+
+@dataclass
+class EpochLoop:
+    """The step loop of one run: what trains, on which data, under which attack."""
+
+    net: torch.nn.Module  # the model, or its accelerated wrapper sharing its parameters
+    config: Configuration
+    data: Dataset
+    batch_size: int
+    steps_per_epoch: int
+    attack: PGDSettings
+    seed: int
+    device: torch.device | str
+    on_step: Callable[[int], None] | None
+    checkpoint_seconds: float
+
+    def run(self, run: RunState, epoch: int) -> tuple[float, int]:
+        """Train epoch `epoch` (from where `run` stands in it); returns (mean loss, number correct).
+
+        Writes a timed checkpoint inside the epoch, not the one that ends it.
+        """
+        started = time.perf_counter()
+        if run.within_epoch is not None:
+            progress, run.within_epoch = run.within_epoch, None
+        else:
+            progress = EpochProgress(
+                torch.randperm(len(self.data.train_labels), generator=run.generator, device=self.device), 0,
+                torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long),
+            )
+        order, loss_sum, correct = progress.order, progress.loss_sum, progress.correct
+        for i in range(progress.next_step, self.steps_per_epoch):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            images = augment(self.data.train_images[index], self.config.augmentation, run.generator)
+            step = epoch * self.steps_per_epoch + i
+            loss, n_correct = train_step(
+                self.net, self.config, run.optimizer, images, self.data.train_labels[index], self.attack,
+                seed=attack_seed(self.seed, step),
+            )
+            loss_sum += loss
+            correct += n_correct
+            if run.scheduler is not None:
+                run.scheduler.step()
+            if self.on_step is not None:
+                self.on_step(step)
+            now = time.perf_counter()
+            # Inside an epoch, on a timer; the host sync on the loss happens only then.
+            if (i + 1 < self.steps_per_epoch and now - run.last_saved >= self.checkpoint_seconds
+                    and math.isfinite(loss_sum.item())):
+                run.checkpoint(epoch, {"step_in_epoch": i + 1, "order": order.cpu(), "loss_sum": loss_sum.cpu(),
+                                       "correct": correct.cpu(), "train_seconds": run.seconds + now - started})
+        mean_loss = loss_sum.item() / self.steps_per_epoch  # one host sync per epoch
+        run.seconds += time.perf_counter() - started
+        return mean_loss, correct.item()
+
+
 def train(
     config: Configuration,
     budget: Budget,
@@ -125,18 +262,17 @@ def train(
 
     Returns the trained model (on `device`).
     """
-    folder = Path(folder)
-    path = folder / CHECKPOINT_NAME
+    path = Path(folder) / CHECKPOINT_NAME
+    from_normal = config.init == FROM_NORMAL
     torch.manual_seed(seed)
     model = ResNet20(budget.width)
-    if config.init == FROM_NORMAL:
+    if from_normal:
         if initial_model is None:
             raise ValueError(f"{config.id} fine-tunes the NORMAL model: pass initial_model")
         model.load_state_dict(initial_model.state_dict())
     model.to(device)
     trainable = apply_configuration(model, config)
     net = accelerated(model, budget, device)  # the model itself on a CPU
-    from_normal = config.init == FROM_NORMAL
     epochs = budget.epochs_for(config.objective, from_normal)
     if epochs < 1:
         raise ValueError(f"{config.id} has {epochs} epochs under budget {budget.name}; it needs at least 1")
@@ -144,93 +280,27 @@ def train(
     steps_per_epoch = n_train // budget.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"{n_train} training images cannot fill one batch of {budget.batch_size}")
-    total_steps = epochs * steps_per_epoch
-    optimizer = scheduler = None
-    if trainable:
-        optimizer = torch.optim.SGD(
-            trainable, lr=budget.lr_finetune if from_normal else budget.lr, momentum=budget.momentum,
-            weight_decay=budget.weight_decay, nesterov=budget.nesterov,
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(budget.schedule, step, total_steps)
-        )
-    attack = PGDSettings(budget.epsilon, budget.train_attack_step_size, budget.train_attack_steps)
-    generator = torch.Generator(device=device).manual_seed(seed)  # shuffling and crop/flip
-    identity = run_identity(config, budget, seed)
-
-    start_epoch = 0
-    seconds = 0.0  # training wall time, accumulated across resumes
-    within_epoch = None  # (order, next step, loss sum, correct) when resuming inside an epoch
+    optimizer, scheduler = optimizer_and_schedule(trainable, budget, from_normal, epochs * steps_per_epoch)
+    run = RunState(
+        path, run_identity(config, budget, seed),
+        state_fingerprint(initial_model.state_dict()) if initial_model is not None else None,
+        epochs, model, optimizer, scheduler, torch.Generator(device=device).manual_seed(seed),
+    )
     if path.exists():
         if not resume:
             raise RunExistsError(
                 f"{path} already holds a run of {config.id}; pass --resume to continue it "
                 "or --restart to discard it"
             )
-        state = load_checkpoint(path, expect=identity)
-        model.load_state_dict(state["model"])
-        if optimizer is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        start_epoch = state["epoch"]
-        seconds = state["train_seconds"]
-        if state.get("step_in_epoch"):
-            within_epoch = (state["order"].to(device), state["step_in_epoch"],
-                            state["loss_sum"].to(device), state["correct"].to(device))
-
-    initial_fingerprint = state_fingerprint(initial_model.state_dict()) if initial_model is not None else None
-
-    def checkpoint(epoch_done: int, extra: dict) -> None:
-        save_checkpoint(path, {
-            **identity,
-            "initial_fingerprint": initial_fingerprint,  # which NORMAL a fine-tuning row started from
-            "epoch": epoch_done,
-            "epochs": epochs,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            **extra,
-        })
-
-    last_saved = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        started = time.perf_counter()
-        if within_epoch is not None:
-            order, first_step, loss_sum, correct = within_epoch
-            within_epoch = None
-        else:
-            order = torch.randperm(n_train, generator=generator, device=device)
-            first_step = 0
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-        for i in range(first_step, steps_per_epoch):
-            index = order[i * budget.batch_size:(i + 1) * budget.batch_size]
-            images = augment(data.train_images[index], config.augmentation, generator)
-            step = epoch * steps_per_epoch + i
-            loss, n_correct = train_step(
-                net, config, optimizer, images, data.train_labels[index], attack, seed=attack_seed(seed, step)
-            )
-            loss_sum += loss
-            correct += n_correct
-            if scheduler is not None:
-                scheduler.step()
-            if on_step is not None:
-                on_step(step)
-            now = time.perf_counter()
-            # Inside an epoch, on a timer; the host sync on the loss happens only then.
-            if i + 1 < steps_per_epoch and now - last_saved >= checkpoint_seconds and math.isfinite(loss_sum.item()):
-                checkpoint(epoch, {"step_in_epoch": i + 1, "order": order.cpu(), "loss_sum": loss_sum.cpu(),
-                                   "correct": correct.cpu(), "train_seconds": seconds + now - started})
-                last_saved = time.perf_counter()
-        mean_loss = loss_sum.item() / steps_per_epoch  # one host sync per epoch
-        seconds += time.perf_counter() - started
+        run.resume(device)
+    loop = EpochLoop(
+        net, config, data, budget.batch_size, steps_per_epoch,
+        PGDSettings(budget.epsilon, budget.train_attack_step_size, budget.train_attack_steps),
+        seed, device, on_step, checkpoint_seconds,
+    )
+    run.last_saved = time.perf_counter()
+    for epoch in range(run.epoch, epochs):
+        mean_loss, correct = loop.run(run, epoch)
         if not math.isfinite(mean_loss):
             kept = f"the last good checkpoint {path}" if path.exists() else "no checkpoint"
             rate = "lr_finetune" if from_normal else "lr"
@@ -238,13 +308,12 @@ def train(
                 f"{config.id}: training loss became {mean_loss} in epoch {epoch + 1}; stopped, kept {kept}. "
                 f"Lower the learning rate (--set {rate}=...) and run again."
             )
-        checkpoint(epoch + 1, {"step_in_epoch": 0, "train_seconds": seconds})
-        last_saved = time.perf_counter()
+        run.checkpoint(epoch + 1, {"step_in_epoch": 0, "train_seconds": run.seconds})
         if progress is not None:
             progress({
                 "epoch": epoch + 1, "epochs": epochs, "loss": mean_loss,
-                "accuracy": correct.item() / (steps_per_epoch * budget.batch_size),
-                "seconds": seconds,
+                "accuracy": correct / (steps_per_epoch * budget.batch_size),
+                "seconds": run.seconds,
             })
     model.eval()
     return model
