@@ -25,6 +25,7 @@ from repro.provenance import device_description, resolve_device
 from repro.report import write_report
 from repro.timing import estimate_seconds, measure_rates, row_seconds
 from repro.training import RunExistsError, TrainingDivergedError, load_trained_model
+from repro.variants import CHOICES, describe, parse_variants, register_text
 
 SLOW_RUN_SECONDS = 4 * 3600  # runs estimated longer than this on a CPU need --allow-slow
 
@@ -81,6 +82,7 @@ def settings_from(args) -> RunSettings:
         budget=budget, seed=args.seed, out=Path(args.out), device=resolve_device(args.device),
         data_dir=Path(args.data_dir) if args.data_dir else None, download=args.download,
         allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
+        variants=parse_variants(args.variant),
     )
 
 
@@ -148,7 +150,7 @@ def cmd_reproduce(args) -> int:
     text, path = write_report(pipeline.run_folder, expected, settings.budget)
     print(text)
     print(f"\n{len(records)} configurations, budget {settings.budget.name}, seed {settings.seed}, "
-          f"{time.perf_counter() - started:.0f} s; report: {path}")
+          f"readings {describe(settings.variants)}, {time.perf_counter() - started:.0f} s; report: {path}")
     return 0
 
 
@@ -177,7 +179,11 @@ def cmd_figures(args) -> int:
     settings = settings_from(args)
     pipeline = Pipeline(settings)
     out_dir = Path(args.figures_dir) if args.figures_dir else None
-    paths = make_figures(pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir)
+    figure_readings = {c: r for c, r in settings.variants.items() if c in FIGURE_CHOICES}
+    if out_dir is None and figure_readings:  # keep the default figures; these go beside them
+        out_dir = pipeline.run_folder / ("figures" + "".join(f"+{c}={r}" for c, r in figure_readings.items()))
+    paths = make_figures(pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir,
+                         figure3_logits=settings.variants.get("figure3_logits", CHOICES["figure3_logits"].default))
     for path in paths:
         print(path)
     if out_dir is None:  # refresh the report so it links the figures
@@ -185,8 +191,15 @@ def cmd_figures(args) -> int:
     return 0
 
 
+def cmd_variants(args) -> int:
+    print(register_text())
+    return 0
+
+
 def cmd_report(args) -> int:
     settings = settings_from(args)
+    if args.variants:
+        return _report_variants(settings)
     folder = Pipeline(settings).run_folder
     if not folder.exists():
         raise ValueError(f"no runs in {folder}; run `repro reproduce --budget {settings.budget.name}` first")
@@ -194,6 +207,22 @@ def cmd_report(args) -> int:
     print(text)
     print(f"\nreport: {path}")
     return 0
+
+
+def _report_variants(settings: RunSettings) -> int:
+    """`repro report --variants`: every reading run, beside the paper's values (repro/compare.py)."""
+    from repro.checkpoint import atomic_write_bytes
+    from repro.compare import COMPARISON_NAME, render_comparison
+
+    text = render_comparison(load_expected(), settings.out, settings.budget, settings.seed)
+    path = Path(settings.out) / settings.budget.run_name / COMPARISON_NAME.format(seed=settings.seed)
+    atomic_write_bytes(path, text.encode())
+    print(text)
+    print(f"\ncomparison: {path}")
+    return 0
+
+
+FIGURE_CHOICES = tuple(c.id for c in CHOICES.values() if c.figures)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--restart", action="store_true", help="discard existing checkpoints of the named runs")
     common.add_argument("--allow-slow", action="store_true", help="run even if a CPU would take many hours")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--variant", action="append", default=[], metavar="CHOICE=READING",
+                        help="a non-default reading of an open choice of the paper (repeatable; list: repro variants)")
 
     parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,7 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures-dir", help="where to write them (default: RUN_FOLDER/figures, linked from report.md)")
     p.set_defaults(func=cmd_figures)
     p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)")
+    p.add_argument("--variants", action="store_true",
+                   help="instead: every reading of the open choices that has been run, beside the paper's values")
     p.set_defaults(func=cmd_report)
+    sub.add_parser("variants", help="the paper's open choices: sentences, readings, evidence, rows").set_defaults(
+        func=cmd_variants)
     return parser
 
 

@@ -14,6 +14,7 @@ from repro.budgets import Budget
 from repro.checkpoint import atomic_write_bytes
 from repro.configs import CONFIGURATIONS
 from repro.expected import RESULT_KEY, check_claim, claim_configurations, within_tolerance
+from repro.variants import describe
 
 REPORT_NAME = "report.md"
 
@@ -94,6 +95,8 @@ def provenance_lines(results: dict[str, dict]) -> list[str]:
         f"code: {', '.join(commits)}",
         f"versions: {versions}",
         f"data: {data['dataset']}, checksums {data['checksum_status']}, {data['n_train']} train images",
+        # The open choices' readings (repro/variants.py); one run folder holds one set of readings.
+        f"readings: {'; '.join(sorted({describe(r.get('variants')) for r in results.values()}))}",
     ]
 
 
