@@ -2,9 +2,11 @@
 
 Choose the budget with --repro-budget or REPRO_BUDGET (default: smoke, CPU, built-in data);
 the paper budget needs CIFAR-10 (--repro-data-dir / REPRO_DATA_DIR) and a CUDA GPU, and skips
-saying so without one. Runs are cached under --repro-cache / REPRO_CACHE (default
-.repro_cache/), keyed by code version, budget, seed and configuration, so the fine-tuning rows
-reuse NORMAL and a rerun after a crash resumes. Under pytest-xdist each worker takes its own GPU
+saying so without one. --repro-variant / REPRO_VARIANT="CHOICE=READING,..." runs the rows under
+readings of the paper's open choices (repro/variants.py; default: none, the registry's rows).
+Runs are cached under --repro-cache / REPRO_CACHE (default .repro_cache/), keyed by code
+version, budget, seed, readings and configuration, so the fine-tuning rows reuse NORMAL and a
+rerun after a crash resumes. Under pytest-xdist each worker takes its own GPU
 (worker N -> cuda:N mod count); per-run file locks make NORMAL train once while others wait.
 """
 
@@ -19,6 +21,7 @@ from repro.cli import parse_overrides
 from repro.expected import load_expected
 from repro.pipeline import Pipeline, RunSettings
 from repro.provenance import code_version
+from repro.variants import parse_variant_list
 
 
 def chosen_budget(config):
@@ -26,8 +29,17 @@ def chosen_budget(config):
     return get_budget(config.getoption("--repro-budget"), parse_overrides(pairs))
 
 
+def chosen_variants(config):
+    """REPRO_VARIANT's readings; a bad one stops the session with the valid ones listed."""
+    try:
+        return parse_variant_list(config.getoption("--repro-variant"))
+    except ValueError as error:
+        raise pytest.UsageError(f"REPRO_VARIANT / --repro-variant: {error}") from None
+
+
 def pytest_collection_modifyitems(config, items):
     budget = chosen_budget(config)
+    chosen_variants(config)
     for item in items:
         if "tests/repro" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.slow)
@@ -68,6 +80,7 @@ def pipeline(request, budget):
         data_dir=Path(option("--repro-data-dir")) if option("--repro-data-dir") else None,
         allow_unverified_data=option("--repro-allow-unverified-data"),
         resume=True,  # a rerun after a crash continues from the last epoch
+        variants=chosen_variants(request.config),
     )
     return Pipeline(settings)
 
