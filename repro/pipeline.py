@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from repro.budgets import Budget
-from repro.checkpoint import atomic_write_json, run_lock, state_fingerprint
+from repro.checkpoint import CheckpointError, atomic_write_bytes, atomic_write_json, run_lock, state_fingerprint
 from repro.configs import CONFIGURATIONS, FROM_NORMAL, LAST_EPOCH, NORMAL, Configuration
 from repro.data import CIFAR10, CIFAR10_SIZES, DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.evaluate import evaluate
@@ -113,6 +113,7 @@ class Pipeline:
             if config.init == FROM_NORMAL:
                 initial, _ = self.trained_model(NORMAL)
                 fingerprint = state_fingerprint(initial.state_dict())
+            self._adopt_default_run(config, folder, fingerprint)
             if not is_complete(folder, config, s.budget, s.seed, initial_fingerprint=fingerprint):
                 steps = (len(self.data.train_labels) // s.budget.batch_size) * s.budget.epochs_for(
                     config.objective, config.init == FROM_NORMAL)
@@ -124,6 +125,25 @@ class Pipeline:
                           on_step=hooks.on_step, progress=hooks.progress)
             model, seconds = load_trained_model(folder, config, s.budget, s.seed)
         return model.to(s.device), seconds
+
+    def _adopt_default_run(self, config: Configuration, folder: Path, fingerprint: str | None) -> None:
+        """Copy the default readings' finished checkpoint of a row the readings leave unchanged.
+
+        NORMAL takes hours at the paper budget; a reading that does not change it (say of BN ONLY
+        PARAMS) must not retrain it. Copied only when the row's configuration is the registry's and
+        the checkpoint passes the same identity and starting-weights checks as one trained here.
+        """
+        s = self.settings
+        default = Path(s.out) / s.budget.run_name / f"seed{s.seed}" / config.id / CHECKPOINT_NAME
+        target = folder / CHECKPOINT_NAME
+        if target.exists() or default == target or config_changes(config) or not default.exists():
+            return
+        try:
+            if not is_complete(default.parent, config, s.budget, s.seed, initial_fingerprint=fingerprint):
+                return
+        except CheckpointError:
+            return  # another NORMAL, another code version: train here instead
+        atomic_write_bytes(target, default.read_bytes())
 
     def result(self, config: Configuration, reuse: bool = True) -> dict:
         """Train (if needed) and evaluate `config`; writes and returns its result record."""

@@ -18,6 +18,7 @@ from repro.training import CHECKPOINT_NAME
 from repro.variants import (
     CHOICES, TRAINING, UnknownVariantError, apply_variants, folder_suffix, parse_variant_list, parse_variants,
 )
+from tests.conftest import make_micro_budget
 from tests.unit.test_cli import MICRO, MICRO_SETS
 
 ISSUE_CHOICES = {"attack_bn", "adv_fraction", "bn_only_params_stats", "bn_only_augmentation", "adv_checkpoint",
@@ -142,6 +143,18 @@ def test_fine_tuning_uses_normal_trained_under_the_same_readings(variant_run):
     assert normal["config_changes"] == {"autoaugment_order": "crop_flip_then_autoaugment"}, normal["config_changes"]
     assert tuned["initial_fingerprint"] == state_fingerprint(normal["model"]), (
         "BN ONLY PARAMS must start from the NORMAL trained under the same readings")
+
+
+def test_rows_a_reading_leaves_unchanged_reuse_the_default_run(tmp_path):
+    budget = make_micro_budget(n_train=64, batch_size=32, epochs_clean=1)
+    Pipeline(RunSettings(budget=budget, out=tmp_path)).trained_model(CONFIGURATIONS["normal"])
+    same = Pipeline(RunSettings(budget=budget, out=tmp_path, variants={"bn_only_params_stats": "frozen_batch"}))
+    same.trained_model(CONFIGURATIONS["normal"])
+    other = Pipeline(RunSettings(budget=budget, out=tmp_path, variants={"autoaugment_order": "crop_flip_then_autoaugment"}))
+    other.trained_model(CONFIGURATIONS["normal"])
+    assert (same.trained_here, other.trained_here) == ([], ["normal"]), (
+        "NORMAL is reused where the readings leave it unchanged and retrained where they change it: "
+        f"{same.trained_here}, {other.trained_here}")
 
 
 # --- comparison -----------------------------------------------------------------------------
