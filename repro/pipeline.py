@@ -130,13 +130,14 @@ class Pipeline:
         """Copy the default readings' finished checkpoint of a row the readings leave unchanged.
 
         NORMAL takes hours at the paper budget; a reading that does not change it (say of BN ONLY
-        PARAMS) must not retrain it. Copied only when the row's configuration is the registry's and
-        the checkpoint passes the same identity and starting-weights checks as one trained here.
+        PARAMS) must not retrain it. Copied only when the checkpoint passes the checks one trained
+        here must pass: its identity (budget, seed, and the configuration's changes: none for the
+        default run, so a row the readings change never matches) and the starting NORMAL's weights.
         """
         s = self.settings
         default = Path(s.out) / s.budget.run_name / f"seed{s.seed}" / config.id / CHECKPOINT_NAME
         target = folder / CHECKPOINT_NAME
-        if target.exists() or default == target or config_changes(config) or not default.exists():
+        if target.exists() or default == target or not default.exists():
             return
         try:
             if not is_complete(default.parent, config, s.budget, s.seed, initial_fingerprint=fingerprint):
