@@ -127,7 +127,7 @@ def cmd_evaluate(args) -> int:
     settings = settings_from(args)
     pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
     for config_id in args.configs:
-        config = get_configuration(config_id)
+        config = pipeline.configuration(get_configuration(config_id))  # as trained under --variant readings
         load_trained_model(pipeline.folder(config), config, settings.budget, settings.seed)  # clear error if untrained
         record = pipeline.result(config, reuse=False)
         m = record["metrics"]
@@ -174,7 +174,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from repro.figures import make_figures
+    from repro.figures import load_figure_models, make_figures
 
     settings = settings_from(args)
     pipeline = Pipeline(settings)
@@ -183,6 +183,8 @@ def cmd_figures(args) -> int:
     if out_dir is None and figure_readings:  # keep the default figures; these go beside them
         out_dir = pipeline.run_folder / ("figures" + "".join(f"+{c}={r}" for c, r in figure_readings.items()))
     paths = make_figures(pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir,
+                         models=load_figure_models(pipeline.run_folder, settings.budget, settings.seed, settings.device,
+                                                   configure=pipeline.configuration),
                          figure3_logits=settings.variants.get("figure3_logits", CHOICES["figure3_logits"].default))
     for path in paths:
         print(path)

@@ -235,9 +235,12 @@ def confidence_logit_data(models: dict[str, nn.Module], images: torch.Tensor, la
 
 # --- loading and writing -------------------------------------------------------------------
 
-def load_figure_models(run_folder: Path, budget: Budget, seed: int,
-                       device: torch.device | str = "cpu") -> dict[str, nn.Module]:
+def load_figure_models(run_folder: Path, budget: Budget, seed: int, device: torch.device | str = "cpu",
+                       configure=None) -> dict[str, nn.Module]:
     """NORMAL, ADV and BN PARAMS from `run_folder` (OUT/BUDGET/seedSEED), in eval mode on `device`.
+
+    `configure` maps a registry row to the configuration it was trained as (the run's readings of
+    the open choices, Pipeline.configuration); default: the registry row itself.
 
     Raises CheckpointError naming every missing or unusable model and the command that trains them.
     """
@@ -245,6 +248,7 @@ def load_figure_models(run_folder: Path, budget: Budget, seed: int,
     models, problems, fixes = {}, {}, {"": [], " --resume": [], " --restart": []}
     for config_id in FIGURE_CONFIG_IDS:
         config, folder = CONFIGURATIONS[config_id], run_folder / config_id
+        config = configure(config) if configure is not None else config
         try:
             model, _ = load_trained_model(folder, config, budget, seed)
         except CheckpointError as error:

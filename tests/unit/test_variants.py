@@ -136,6 +136,14 @@ def test_variant_report_header_names_the_readings(variant_run):
     assert line in out and line in (folder / "report.md").read_text(), f"report must say which readings ran:\n{out}"
 
 
+def test_evaluate_finds_the_model_trained_under_the_readings(variant_run, capsys):
+    _, folder = variant_run
+    argv = ["evaluate", "bn_only_params", "--out", str(folder.parent.parent), *MICRO]
+    code = main(argv + [arg for r in READINGS for arg in ("--variant", r)])
+    err = capsys.readouterr().err
+    assert code == 0, f"evaluate --variant must load the run trained under those readings: {err}"
+
+
 def test_fine_tuning_uses_normal_trained_under_the_same_readings(variant_run):
     _, folder = variant_run
     normal = load_checkpoint(folder / "normal" / CHECKPOINT_NAME)
