@@ -27,6 +27,7 @@ from repro.report import write_report, write_seed_report
 from repro.seeds import check_seeds, for_each_seed
 from repro.timing import estimate_seconds, measure_rates, row_seconds
 from repro.training import RunExistsError, TrainingDivergedError, load_trained_model
+from repro.variants import CHOICES, describe, parse_variants, register_text
 
 SLOW_RUN_SECONDS = 4 * 3600  # runs estimated longer than this on a CPU need --allow-slow
 
@@ -85,6 +86,7 @@ def settings_from(args) -> RunSettings:
         budget=budget, seed=args.seed, out=Path(args.out), device=device,
         data_dir=Path(args.data_dir) if args.data_dir else None, download=args.download,
         allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
+        variants=parse_variants(args.variant),
     )
 
 
@@ -176,7 +178,7 @@ def cmd_evaluate(args) -> int:
     def evaluate_seed(settings):
         pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
         for config_id in args.configs:
-            config = get_configuration(config_id)
+            config = pipeline.configuration(get_configuration(config_id))  # as trained under --variant readings
             load_trained_model(pipeline.folder(config), config, settings.budget, settings.seed)  # clear error if untrained
             record = pipeline.result(config, reuse=False)
             m = record["metrics"]
@@ -214,7 +216,8 @@ def cmd_reproduce(args) -> int:
         text, path = write_seed_report(budget_folder, seeds, expected, settings.budget)
     print(text)
     print(f"\n{count} configurations, budget {settings.budget.name}, seed{'s' if len(seeds) > 1 else ''} "
-          f"{', '.join(map(str, seeds))}, {time.perf_counter() - started:.0f} s; report: {path}")
+          f"{', '.join(map(str, seeds))}, readings {describe(settings.variants)}, "
+          f"{time.perf_counter() - started:.0f} s; report: {path}")
     return 0
 
 
@@ -239,7 +242,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from repro.figures import make_figures
+    from repro.figures import load_figure_models, make_figures
 
     several = len(seeds_of(args)) > 1
 
@@ -248,7 +251,14 @@ def cmd_figures(args) -> int:
         out_dir = Path(args.figures_dir) if args.figures_dir else None
         if out_dir is not None and several:  # one subfolder per seed: their files share names
             out_dir = out_dir / f"seed{settings.seed}"
-        paths = make_figures(pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir)
+        figure_readings = {c: r for c, r in settings.variants.items() if c in FIGURE_CHOICES}
+        if out_dir is None and figure_readings:  # keep the default figures; these go beside them
+            out_dir = pipeline.run_folder / ("figures" + "".join(f"+{c}={r}" for c, r in figure_readings.items()))
+        paths = make_figures(
+            pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir,
+            models=load_figure_models(pipeline.run_folder, settings.budget, settings.seed, settings.device,
+                                      configure=pipeline.configuration),
+            figure3_logits=settings.variants.get("figure3_logits", CHOICES["figure3_logits"].default))
         for path in paths:
             print(path)
         if out_dir is None:  # refresh the report so it links the figures
@@ -258,8 +268,15 @@ def cmd_figures(args) -> int:
     return 0
 
 
+def cmd_variants(args) -> int:
+    print(register_text())
+    return 0
+
+
 def cmd_report(args) -> int:
     settings = settings_from(args)
+    if args.variants:
+        return _report_variants(settings)
     seeds = seeds_of(args)
     pipeline = Pipeline(settings)
     folder = pipeline.run_folder if len(seeds) == 1 else pipeline.budget_folder
@@ -272,6 +289,22 @@ def cmd_report(args) -> int:
     print(text)
     print(f"\nreport: {path}")
     return 0
+
+
+def _report_variants(settings: RunSettings) -> int:
+    """`repro report --variants`: every reading run, beside the paper's values (repro/compare.py)."""
+    from repro.checkpoint import atomic_write_bytes
+    from repro.compare import COMPARISON_NAME, render_comparison
+
+    text = render_comparison(load_expected(), settings.out, settings.budget, settings.seed)
+    path = Path(settings.out) / settings.budget.run_name / COMPARISON_NAME.format(seed=settings.seed)
+    atomic_write_bytes(path, text.encode())
+    print(text)
+    print(f"\ncomparison: {path}")
+    return 0
+
+
+FIGURE_CHOICES = tuple(c.id for c in CHOICES.values() if c.figures)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--restart", action="store_true", help="discard existing checkpoints of the named runs")
     common.add_argument("--allow-slow", action="store_true", help="run even if a CPU would take many hours")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--variant", action="append", default=[], metavar="CHOICE=READING",
+                        help="a non-default reading of an open choice of the paper (repeatable; list: repro variants)")
 
     parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -315,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures-dir", help="where to write them (default: RUN_FOLDER/figures, linked from report.md)")
     p.set_defaults(func=cmd_figures)
     p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)")
+    p.add_argument("--variants", action="store_true",
+                   help="instead: every reading of the open choices that has been run, beside the paper's values")
     p.set_defaults(func=cmd_report)
+    sub.add_parser("variants", help="the paper's open choices: sentences, readings, evidence, rows").set_defaults(
+        func=cmd_variants)
     return parser
 
 

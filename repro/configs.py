@@ -28,7 +28,15 @@ OBJECTIVES = (CLEAN, ADVERSARIAL, FORWARD_ADVERSARIAL)
 STATS_UPDATE = "update"  # running statistics follow the training batches
 STATS_FROZEN = "frozen"  # BN normalises with its stored running statistics throughout
 STATS_RESET = "reset_then_update"  # mean 0, variance 1, counter 0, then updated
-STATS_POLICIES = (STATS_UPDATE, STATS_FROZEN, STATS_RESET)
+# Training forwards normalise with batch statistics, yet the running statistics never move (momentum
+# 0): a reading of BN ONLY PARAMS' "*Not* updating the BN statistics" (repro/variants.py).
+STATS_FROZEN_BATCH = "frozen_batch"
+STATS_POLICIES = (STATS_UPDATE, STATS_FROZEN, STATS_RESET, STATS_FROZEN_BATCH)
+
+# How updated BN statistics average the batches (PyTorch's `momentum`).
+MOMENTUM_AVERAGE = "momentum"  # exponential average, momentum 0.1 (PyTorch's default)
+CUMULATIVE_AVERAGE = "cumulative"  # momentum None: the plain average of every batch since the counter's start
+STATS_AVERAGES = (MOMENTUM_AVERAGE, CUMULATIVE_AVERAGE)
 
 # Augmentations.
 AUTOAUGMENT = "autoaugment"  # torchvision's CIFAR-10 AutoAugment policy, plus crop and flip
@@ -39,6 +47,16 @@ AUGMENTATIONS = (AUTOAUGMENT, CROP_FLIP)
 BN_TRAIN = "train"  # batch statistics (running statistics restored afterwards)
 BN_EVAL = "eval"  # stored running statistics
 BN_MODES = (BN_TRAIN, BN_EVAL)
+
+# Order of the AutoAugment pipeline (rows with augmentation AUTOAUGMENT).
+AUTOAUGMENT_FIRST = "autoaugment_then_crop_flip"
+CROP_FLIP_FIRST = "crop_flip_then_autoaugment"  # Cubuk et al.'s [2] CIFAR-10 order
+AUTOAUGMENT_ORDERS = (AUTOAUGMENT_FIRST, CROP_FLIP_FIRST)
+
+# Which weights of a run are evaluated.
+LAST_EPOCH = "last"
+BEST_HELD_OUT = "best"  # highest PGD accuracy on held-out training images, checked every epoch
+CHECKPOINT_SELECTIONS = (LAST_EPOCH, BEST_HELD_OUT)
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,13 @@ class Configuration:
         augmentation: AUTOAUGMENT or CROP_FLIP.
         attack_bn_mode: BN mode while training-time PGD examples are generated.
         table1_row: the Table 1 row this configuration belongs to, or None.
+        adv_fraction: share of each training batch that is adversarial (ADVERSARIAL objective);
+            the rest is clean and goes through the same forward pass.
+        stats_average: MOMENTUM_AVERAGE or CUMULATIVE_AVERAGE, how updated statistics average.
+        autoaugment_order: AUTOAUGMENT_FIRST or CROP_FLIP_FIRST (rows with AUTOAUGMENT).
+        checkpoint_selection: LAST_EPOCH or BEST_HELD_OUT, which weights are evaluated.
+
+    The last four default to the registry's reading; repro/variants.py selects the others.
     """
 
     id: str
@@ -66,6 +91,10 @@ class Configuration:
     augmentation: str
     attack_bn_mode: str
     table1_row: str | None
+    adv_fraction: float = 1.0  # Madry et al. [11]: every training example is adversarial
+    stats_average: str = MOMENTUM_AVERAGE
+    autoaugment_order: str = AUTOAUGMENT_FIRST
+    checkpoint_selection: str = LAST_EPOCH
 
     def __post_init__(self):
         checks = {
@@ -74,10 +103,15 @@ class Configuration:
             "bn_stats": (self.bn_stats, STATS_POLICIES),
             "augmentation": (self.augmentation, AUGMENTATIONS),
             "attack_bn_mode": (self.attack_bn_mode, BN_MODES),
+            "stats_average": (self.stats_average, STATS_AVERAGES),
+            "autoaugment_order": (self.autoaugment_order, AUTOAUGMENT_ORDERS),
+            "checkpoint_selection": (self.checkpoint_selection, CHECKPOINT_SELECTIONS),
         }
         for field, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{self.id}: {field}={value!r} is not one of {allowed}")
+        if not 0 < self.adv_fraction <= 1:
+            raise ValueError(f"{self.id}: adv_fraction must be in (0, 1], got {self.adv_fraction}")
         unknown = set(self.trainable) - set(PARAMETER_GROUPS)
         if unknown:
             raise ValueError(f"{self.id}: unknown trainable group(s) {sorted(unknown)}")
@@ -96,7 +130,7 @@ class Configuration:
     @property
     def updates_bn_stats(self) -> bool:
         """Table 1 'BN stats': BN running statistics are updated."""
-        return self.bn_stats != STATS_FROZEN
+        return self.bn_stats not in (STATS_FROZEN, STATS_FROZEN_BATCH)
 
     @property
     def uses_attack(self) -> bool:

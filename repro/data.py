@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from repro.configs import AUTOAUGMENT, CROP_FLIP
+from repro.configs import AUTOAUGMENT, AUTOAUGMENT_FIRST, AUTOAUGMENT_ORDERS, CROP_FLIP, CROP_FLIP_FIRST
 
 CIFAR_DIRNAME = "cifar-10-batches-py"
 SYNTHETIC = "synthetic"
@@ -270,12 +270,22 @@ def prefetched_autoaugment(images: torch.Tensor, batches: list[torch.Tensor], se
                 future.cancel()
 
 
-def augment(images: torch.Tensor, augmentation: str, generator: torch.Generator) -> torch.Tensor:
-    """Apply a configuration's augmentation to uint8 images; returns float images in [0, 1]."""
+def augment(images: torch.Tensor, augmentation: str, generator: torch.Generator,
+            order: str = AUTOAUGMENT_FIRST) -> torch.Tensor:
+    """Apply a configuration's augmentation to uint8 images; returns float images in [0, 1].
+
+    `order` places AutoAugment before crop/flip (AUTOAUGMENT_FIRST) or after it (CROP_FLIP_FIRST,
+    Cubuk et al.'s [2] CIFAR-10 order); it is the `autoaugment_order` open choice (repro/variants.py).
+    """
+    if augmentation not in (AUTOAUGMENT, CROP_FLIP):
+        raise ValueError(f"unknown augmentation {augmentation!r}")
+    if order not in AUTOAUGMENT_ORDERS:
+        raise ValueError(f"unknown AutoAugment order {order!r}; valid: {', '.join(AUTOAUGMENT_ORDERS)}")
+    if augmentation == AUTOAUGMENT and order == CROP_FLIP_FIRST:
+        cropped = random_crop_flip(images, generator)
+        return to_float(autoaugment(cropped.cpu()).to(images.device))
     if augmentation == AUTOAUGMENT:
         images = autoaugment(images.cpu()).to(images.device)
-    elif augmentation != CROP_FLIP:
-        raise ValueError(f"unknown augmentation {augmentation!r}")
     return to_float(random_crop_flip(images, generator))
 
 

@@ -41,6 +41,11 @@ FIGURE_CONFIG_IDS = ("normal", "adv", "bn_params")  # the three models of Figure
 PAPER_AVERAGE_DIFFERENCE = -0.177  # Section 3.3: mean m, BN PARAMS minus NORMAL, averaged over layers
 DEFAULT_BINS = 30
 FIGURE1_QUANTITIES = ("gamma", "beta", "m", "b")  # BN parameters and their Equation 1 versions
+# Figure 3's logit histogram (the `figure3_logits` open choice, repro/variants.py): every logit of
+# every example, or each example's largest logit.
+ALL_LOGITS = "all"
+MAX_LOGIT = "max"
+LOGIT_READINGS = (ALL_LOGITS, MAX_LOGIT)
 
 
 def _label(key: str) -> str:
@@ -190,7 +195,7 @@ def _outputs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsil
 
 def confidence_logit_data(models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
                           epsilon: float, steps: int, seed: int, bins: int = DEFAULT_BINS,
-                          batch_size: int = 256, reference: str = "adv") -> dict:
+                          batch_size: int = 256, logits: str = ALL_LOGITS, reference: str = "adv") -> dict:
     """Figure 3: histograms of max-softmax confidence and of logits, clean and under PGD.
 
     Args:
@@ -200,22 +205,27 @@ def confidence_logit_data(models: dict[str, nn.Module], images: torch.Tensor, la
         seed: seeds PGD's random start (batch at offset i uses seed + i).
         bins: bins per histogram. Confidence bins span [0, 1]; logit bins span every logit of
             every model, clean and adversarial, so all panels of one quantity share edges.
+        logits: ALL_LOGITS (the N x classes logits) or MAX_LOGIT (each example's largest logit).
 
     Returns {"epsilon", "steps", "n_images", "labels", "confidence_edges", "logit_edges",
     "models": {key: {"clean"|"adversarial": {"confidence_counts", "logit_counts", "accuracy",
-    "mean_confidence", "confidences"}}}, "wasserstein1"}. Logit counts cover all N x classes logits.
-    "wasserstein1" (None without `reference` among the models) holds the caption's "BN PARAMS
-    follows ADV" as numbers: {"reference", "confidence"|"logits": {key: {condition: distance}}},
-    the 1-Wasserstein distance from each model's distribution to the reference's, computed from
-    the per-image confidences given (its inputs) and from all logits.
+    "mean_confidence", "confidences"}}}, "logits", "wasserstein1"}. Logit counts cover all N x classes
+    logits, or the N maxima (`logits`). "wasserstein1" (None without `reference` among the models)
+    holds the caption's "BN PARAMS follows ADV" as numbers: {"reference", "confidence"|"logits":
+    {key: {condition: distance}}}, the 1-Wasserstein distance from each model's distribution to the
+    reference's, computed from the per-image confidences given (its inputs) and from the logits
+    histogrammed.
     """
+    if logits not in LOGIT_READINGS:
+        raise ValueError(f"logits must be one of {LOGIT_READINGS}, got {logits!r}")
     outputs = {key: _outputs(model, images, labels, epsilon, steps, seed, batch_size) for key, model in models.items()}
     conditions = ("clean", "adversarial")
     y = labels.cpu()
     confidences = {(k, c): F.softmax(o[c], 1).max(1).values.numpy() for k, o in outputs.items() for c in conditions}
     confidence_edges = np.linspace(0.0, 1.0, bins + 1)
-    logits = {(k, c): o[c].numpy() for k, o in outputs.items() for c in conditions}
-    logit_edges, logit_counts = shared_histograms(logits, bins)
+    histogrammed = {(k, c): (o[c].max(1).values if logits == MAX_LOGIT else o[c]).numpy()
+                    for k, o in outputs.items() for c in conditions}
+    logit_edges, logit_counts = shared_histograms(histogrammed, bins)
     result = {key: {} for key in models}
     for (key, c), conf in confidences.items():
         result[key][c] = {
@@ -228,19 +238,22 @@ def confidence_logit_data(models: dict[str, nn.Module], images: torch.Tensor, la
     distances = None
     if reference in models:
         distances = {"reference": reference}
-        for quantity, values in (("confidence", confidences), ("logits", logits)):
+        for quantity, values in (("confidence", confidences), ("logits", histogrammed)):
             distances[quantity] = {key: {c: wasserstein1(values[(key, c)], values[(reference, c)]) for c in conditions}
                                    for key in models}
     return {"epsilon": epsilon, "steps": steps, "step_size": epsilon / 4, "seed": seed, "n_images": len(labels),
             "labels": {key: _label(key) for key in models}, "confidence_edges": confidence_edges.tolist(),
-            "logit_edges": logit_edges, "models": result, "wasserstein1": distances}
+            "logit_edges": logit_edges, "logits": logits, "models": result, "wasserstein1": distances}
 
 
 # --- loading and writing -------------------------------------------------------------------
 
-def load_figure_models(run_folder: Path, budget: Budget, seed: int,
-                       device: torch.device | str = "cpu") -> dict[str, nn.Module]:
+def load_figure_models(run_folder: Path, budget: Budget, seed: int, device: torch.device | str = "cpu",
+                       configure=None) -> dict[str, nn.Module]:
     """NORMAL, ADV and BN PARAMS from `run_folder` (OUT/BUDGET/seedSEED), in eval mode on `device`.
+
+    `configure` maps a registry row to the configuration it was trained as (the run's readings of
+    the open choices, Pipeline.configuration); default: the registry row itself.
 
     Raises CheckpointError naming every missing or unusable model and the command that trains them.
     """
@@ -248,6 +261,7 @@ def load_figure_models(run_folder: Path, budget: Budget, seed: int,
     models, problems, fixes = {}, {}, {"": [], " --resume": [], " --restart": []}
     for config_id in FIGURE_CONFIG_IDS:
         config, folder = CONFIGURATIONS[config_id], run_folder / config_id
+        config = configure(config) if configure is not None else config
         try:
             model, _ = load_trained_model(folder, config, budget, seed)
         except CheckpointError as error:
@@ -280,7 +294,7 @@ def _fix_flag(folder: Path, config: Configuration, budget: Budget, seed: int) ->
 
 def make_figures(run_folder: Path, budget: Budget, seed: int, device: torch.device | str, data: Dataset,
                  out_dir: Path | None = None, bins: int = DEFAULT_BINS,
-                 models: dict[str, nn.Module] | None = None) -> list[Path]:
+                 models: dict[str, nn.Module] | None = None, figure3_logits: str = ALL_LOGITS) -> list[Path]:
     """Compute Figures 1-3 for a run folder; write figureN.json (numbers) and figureN.png (plots).
 
     Args:
@@ -289,6 +303,7 @@ def make_figures(run_folder: Path, budget: Budget, seed: int, device: torch.devi
             attacked with budget.eval_pgd_steps PGD steps at budget.epsilon.
         out_dir: where to write (default run_folder / "figures", which the report links).
         models: already loaded models (default: load_figure_models).
+        figure3_logits: ALL_LOGITS or MAX_LOGIT, what Figure 3's logit histogram counts.
 
     Returns the written paths: figure1.json, figure1.png, figure2.json, ... figure3.png.
     """
@@ -304,7 +319,7 @@ def make_figures(run_folder: Path, budget: Budget, seed: int, device: torch.devi
         1: (bn_histogram_data(models, PAPER_LAYER_INDEX, bins), plots.plot_figure1),
         2: (figure2_data(models), plots.plot_figure2),
         3: (confidence_logit_data(models, images, labels, budget.epsilon, budget.eval_pgd_steps, seed, bins,
-                                  batch_size=budget.eval_batch_size), plots.plot_figure3),
+                                  batch_size=budget.eval_batch_size, logits=figure3_logits), plots.plot_figure3),
     }
     written = []
     for number, (numbers, plot) in figures.items():

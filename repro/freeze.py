@@ -3,7 +3,10 @@
 Table 1 distinguishes training all parameters, only the BN parameters, and updating the BN
 statistics. `apply_configuration` sets `requires_grad` per parameter group and resets the BN
 statistics where the configuration says so; `train_mode` puts the model in training mode with
-BN frozen (running statistics, no updates) where the configuration freezes statistics.
+BN frozen (running statistics, no updates) where the configuration freezes statistics. Two
+readings of the paper's open choices (repro/variants.py) are BN settings applied here too: the
+cumulative average of the statistics (momentum None) and batch statistics that never move the
+running ones (STATS_FROZEN_BATCH).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from repro.configs import BN_EVAL, STATS_FROZEN, STATS_RESET, Configuration
+from repro.configs import BN_EVAL, CUMULATIVE_AVERAGE, STATS_FROZEN, STATS_FROZEN_BATCH, STATS_RESET, Configuration
 from repro.model import bn_layers, parameter_group_of
 
 
@@ -35,6 +38,12 @@ def apply_configuration(model: nn.Module, config: Configuration) -> list[nn.Para
         # Section 3.3: "resetting the statistics before forwarding adversarial examples".
         for _, layer in bn_layers(model):
             layer.reset_running_stats()
+    for _, layer in bn_layers(model):
+        if config.stats_average == CUMULATIVE_AVERAGE:
+            layer.momentum = None  # PyTorch then averages every batch since the counter's start equally
+        # Without tracking, a train-mode BN normalises with the batch's statistics and leaves its
+        # buffers (statistics and counter) alone; in eval mode it still uses the stored ones.
+        layer.track_running_stats = config.bn_stats != STATS_FROZEN_BATCH
     return trainable
 
 
@@ -43,7 +52,9 @@ def train_mode(model: nn.Module, config: Configuration) -> None:
 
     BN layers use batch statistics and update their running statistics, except under
     STATS_FROZEN, where they stay in eval mode: they normalise with the stored statistics
-    throughout and never update them (BN ONLY PARAMS, Section 3.3).
+    throughout and never update them (BN ONLY PARAMS, Section 3.3). Under STATS_FROZEN_BATCH they
+    train, normalising with batch statistics, but apply_configuration stopped them tracking, so
+    the stored statistics stay as they were.
     """
     model.train()
     if config.bn_stats == STATS_FROZEN:

@@ -1,7 +1,8 @@
 """Orchestration: data once, configurations in dependency order, results with provenance.
 
 Run folders are `OUT/BUDGET/seedSEED/CONFIG_ID/` holding `checkpoint.pt` and `result.json`
-(BUDGET is the budget's name, with a hash appended when overrides change its training).
+(BUDGET is the budget's name, with a hash appended when overrides change its training, and
+"+CHOICE=READING" per non-default reading of an open choice that changes training, repro/variants.py).
 Fine-tuning rows (Table 1 "Fine-tune") start from NORMAL of the same budget and seed, which is
 trained once and reused; a per-folder lock makes concurrent runs wait for each other instead of
 training the same row twice.
@@ -17,13 +18,14 @@ from pathlib import Path
 import torch
 
 from repro.budgets import Budget
-from repro.checkpoint import atomic_write_json, run_lock, state_fingerprint
-from repro.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL, Configuration
+from repro.checkpoint import CheckpointError, atomic_write_bytes, atomic_write_json, run_lock, state_fingerprint
+from repro.configs import CONFIGURATIONS, FROM_NORMAL, LAST_EPOCH, NORMAL, Configuration
 from repro.data import CIFAR10, CIFAR10_SIZES, DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.evaluate import evaluate
 from repro.model import ResNet20
 from repro.provenance import device_description, git_commit, library_versions
-from repro.training import CHECKPOINT_NAME, is_complete, load_trained_model, train
+from repro.training import CHECKPOINT_NAME, checkpoint_selection, is_complete, load_trained_model, train
+from repro.variants import apply_variants, config_changes, folder_suffix, training_variants
 
 RESULT_NAME = "result.json"
 SYNTHETIC_DATA_SEED = 0  # the built-in data is the same task for every training seed, like CIFAR-10
@@ -42,6 +44,7 @@ class RunSettings:
     allow_unverified_data: bool = False
     resume: bool = False
     restart: bool = False
+    variants: dict[str, str] = field(default_factory=dict)  # non-default readings {choice: reading}
 
 
 def load_data(settings: RunSettings) -> Dataset:
@@ -85,13 +88,21 @@ class Pipeline:
 
     @property
     def budget_folder(self) -> Path:
-        """OUT/BUDGET: the seeds' run folders, and the report over seeds (repro.report.write_seed_report)."""
-        return Path(self.settings.out) / self.settings.budget.run_name
+        """OUT/BUDGET: the seeds' run folders, and the report over seeds (repro.report.write_seed_report).
+
+        BUDGET is the budget's run name plus a suffix naming non-default readings (repro.variants).
+        """
+        s = self.settings
+        return Path(s.out) / (s.budget.run_name + folder_suffix(s.variants))
 
     @property
     def run_folder(self) -> Path:
-        """OUT/BUDGET/seedSEED: the folder holding every configuration's run."""
+        """OUT/BUDGET/seedSEED: the folder holding every configuration's run (BUDGET names the readings)."""
         return self.budget_folder / f"seed{self.settings.seed}"
+
+    def configuration(self, config: Configuration) -> Configuration:
+        """`config` as it trains under this run's readings (the registry row under the defaults)."""
+        return apply_variants(config, self.settings.variants)
 
     def folder(self, config: Configuration) -> Path:
         return self.run_folder / config.id
@@ -99,6 +110,7 @@ class Pipeline:
     def trained_model(self, config: Configuration, restart: bool = False) -> tuple[ResNet20, float]:
         """The trained model of `config` (on the device) and its training seconds; trains if needed."""
         s = self.settings
+        config = self.configuration(config)
         folder = self.folder(config)
         with run_lock(folder):
             if restart and config.id not in self._restarted:
@@ -109,6 +121,7 @@ class Pipeline:
             if config.init == FROM_NORMAL:
                 initial, _ = self.trained_model(NORMAL)
                 fingerprint = state_fingerprint(initial.state_dict())
+            self._adopt_default_run(config, folder, fingerprint)
             if not is_complete(folder, config, s.budget, s.seed, initial_fingerprint=fingerprint):
                 steps = (len(self.data.train_labels) // s.budget.batch_size) * s.budget.epochs_for(
                     config.objective, config.init == FROM_NORMAL)
@@ -121,9 +134,30 @@ class Pipeline:
             model, seconds = load_trained_model(folder, config, s.budget, s.seed)
         return model.to(s.device), seconds
 
+    def _adopt_default_run(self, config: Configuration, folder: Path, fingerprint: str | None) -> None:
+        """Copy the default readings' finished checkpoint of a row the readings leave unchanged.
+
+        NORMAL takes hours at the paper budget; a reading that does not change it (say of BN ONLY
+        PARAMS) must not retrain it. Copied only when the checkpoint passes the checks one trained
+        here must pass: its identity (budget, seed, and the configuration's changes: none for the
+        default run, so a row the readings change never matches) and the starting NORMAL's weights.
+        """
+        s = self.settings
+        default = Path(s.out) / s.budget.run_name / f"seed{s.seed}" / config.id / CHECKPOINT_NAME
+        target = folder / CHECKPOINT_NAME
+        if target.exists() or default == target or not default.exists():
+            return
+        try:
+            if not is_complete(default.parent, config, s.budget, s.seed, initial_fingerprint=fingerprint):
+                return
+        except CheckpointError:
+            return  # another NORMAL, another code version: train here instead
+        atomic_write_bytes(target, default.read_bytes())
+
     def result(self, config: Configuration, reuse: bool = True) -> dict:
         """Train (if needed) and evaluate `config`; writes and returns its result record."""
         s = self.settings
+        config = self.configuration(config)
         path = self.folder(config) / RESULT_NAME
         model, train_seconds = self.trained_model(config, restart=s.restart)
         identity = self._identity(config, model)
@@ -142,6 +176,7 @@ class Pipeline:
             "series": series,  # per-row arrays (BN layers, confidences, logits) for the cross-row claims
             "budget": asdict(s.budget),
             "seed": s.seed,
+            "variants": training_variants(s.variants),  # the open choices' non-default readings
             "provenance": {
                 "git_commit": git_commit(),
                 "versions": library_versions(),
@@ -151,14 +186,19 @@ class Pipeline:
             "wall_seconds": {"train": train_seconds, **{f"eval_{k}": v for k, v in timings.items()},
                              "eval_total": time.perf_counter() - started},
         }
+        if config.checkpoint_selection != LAST_EPOCH:  # which epoch's weights these metrics are (adv_checkpoint)
+            record["checkpoint_selection"] = checkpoint_selection(self.folder(config))
         atomic_write_json(path, record)
         return record
 
     def _identity(self, config: Configuration, model: ResNet20) -> dict:
         """What a result record must match to be reused: the very weights, evaluated the same way."""
         s = self.settings
-        return {"config_id": config.id, "budget": asdict(s.budget), "seed": s.seed,
-                "data": self.data.provenance(), "model": state_fingerprint(model.state_dict())}
+        identity = {"config_id": config.id, "budget": asdict(s.budget), "seed": s.seed,
+                    "data": self.data.provenance(), "model": state_fingerprint(model.state_dict())}
+        if config_changes(config):  # only then: records of the registry's rows keep today's identity
+            identity["config_changes"] = config_changes(config)
+        return identity
 
 
 class _NoHooks:

@@ -113,7 +113,8 @@ def plot_figure3(data: dict, path: Path) -> Path:
     """
     conditions = (("clean", "clean"), ("adversarial", f"PGD-{data['steps']}, ε = {data['epsilon'] * 255:.3g}/255"))
     rows = (("confidence_counts", "confidence_edges", "max softmax confidence", "images"),
-            ("logit_counts", "logit_edges", "logit (all classes)", "logits"))
+            ("logit_counts", "logit_edges",
+             "largest logit per image" if data.get("logits") == "max" else "logit (all classes)", "logits"))
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row", layout="constrained")
     for r, (counts_key, edges_key, xlabel, ylabel) in enumerate(rows):
         for c, (condition, title) in enumerate(conditions):

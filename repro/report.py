@@ -19,6 +19,7 @@ from repro.error_model import (MISSING, NOT_JUDGED, TABLE2_METRICS, Judgement, f
                                 intervals_overlap, metric_error, separated_pairs)
 from repro.expected import RESULT_KEY, check_claim, claim_configurations, missing_inputs
 from repro.seeds import SeedValues, mean_records, missing_seeds, seed_values
+from repro.variants import describe
 
 REPORT_NAME = "report.md"
 N_KEY = {"clean_error": "n_clean", "robust_error": "n_robust"}  # images each metric is measured on
@@ -158,6 +159,8 @@ def provenance_lines(results: dict[str, dict] | list[dict]) -> list[str]:
         f"code: {', '.join(commits)}",
         f"versions: {versions}",
         f"data: {data['dataset']}, checksums {data['checksum_status']}, {data['n_train']} train images",
+        # The open choices' readings (repro/variants.py); one run folder holds one set of readings.
+        f"readings: {'; '.join(sorted({describe(r.get('variants')) for r in results.values()}))}",
     ]
 
 

@@ -7,6 +7,10 @@ forwards adversarial examples (Section 3.3). Hyperparameters come from the budge
 and RNG states, and long epochs are also checkpointed every few minutes (with the epoch's
 shuffle order and the step reached), so an interrupted run resumed from it ends with the same
 weights as one that was never interrupted and loses at most those minutes.
+
+Under the `adv_checkpoint=best` reading (repro/variants.py) a run holds out part of its training
+images, measures PGD accuracy on them after every epoch, and keeps the best epoch's weights in its
+checkpoint; those are the weights evaluated.
 """
 
 from __future__ import annotations
@@ -23,14 +27,19 @@ from repro.acceleration import accelerated
 from repro.attacks import PGDSettings
 from repro.budgets import Budget
 from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, state_fingerprint
-from repro.configs import AUTOAUGMENT, CROP_FLIP, FROM_NORMAL, Configuration
+from repro.configs import AUTOAUGMENT, AUTOAUGMENT_FIRST, BEST_HELD_OUT, BN_EVAL, CROP_FLIP, FROM_NORMAL, Configuration
 from repro.data import Dataset, augment, prefetched_autoaugment
-from repro.freeze import apply_configuration
+from repro.evaluate import pgd_evaluation
+from repro.freeze import apply_configuration, preserved_state
 from repro.model import ResNet20
 from repro.train_step import train_step
+from repro.variants import config_changes
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_SECONDS = 300.0  # within an epoch, checkpoint at most this much training apart
+# Rice et al. (2020) hold out 1000 of CIFAR-10's training images to select the best epoch; small
+# budgets hold out a tenth of theirs instead.
+HELD_OUT_IMAGES = 1000
 
 
 class TrainingDivergedError(RuntimeError):
@@ -61,8 +70,13 @@ def augmentation_seed(seed: int, step: int) -> int:
 
 
 def run_identity(config: Configuration, budget: Budget, seed: int) -> dict:
-    """What a checkpoint must match to be resumed or reused."""
-    return {"config_id": config.id, "budget": budget.training_fields(), "seed": seed}
+    """What a checkpoint must match to be resumed or reused.
+
+    "config_changes" tells readings of the open choices apart (None for the registry's rows, which
+    is also what checkpoints written before it existed give).
+    """
+    return {"config_id": config.id, "budget": budget.training_fields(), "seed": seed,
+            "config_changes": config_changes(config)}
 
 
 def is_complete(folder: Path, config: Configuration, budget: Budget, seed: int,
@@ -99,8 +113,41 @@ def load_trained_model(folder: Path, config: Configuration, budget: Budget, seed
             f"run `repro train {config.id} --resume` to finish it"
         )
     model = ResNet20(budget.width)
-    model.load_state_dict(state["model"])
+    selected = config.checkpoint_selection == BEST_HELD_OUT
+    model.load_state_dict(state["selection"]["model"] if selected else state["model"])
     return model.eval(), state["train_seconds"]
+
+
+def checkpoint_selection(folder: Path) -> dict | None:
+    """How a finished run's evaluated weights were selected: {"epoch", "robust_accuracy", "history",
+    "held_out_images"} under adv_checkpoint=best, None for runs that evaluate their last epoch."""
+    selection = load_checkpoint(Path(folder) / CHECKPOINT_NAME).get("selection")
+    return None if selection is None else {k: v for k, v in selection.items() if k != "model"}
+
+
+def held_out_split(data: Dataset, config: Configuration) -> tuple[Dataset, tuple[torch.Tensor, torch.Tensor] | None]:
+    """(training data, held-out (images, labels)) for `config`.
+
+    Under adv_checkpoint=best the last min(HELD_OUT_IMAGES, n/10) training images are held out and
+    not trained on; the test images are never touched. Otherwise all of `data` trains and None.
+    """
+    if config.checkpoint_selection != BEST_HELD_OUT:
+        return data, None
+    n = len(data.train_labels)
+    k = min(HELD_OUT_IMAGES, n // 10)
+    if k < 1:
+        raise ValueError(f"{config.id}: {n} training images leave none to hold out for adv_checkpoint=best")
+    kept = Dataset(data.name, data.train_images[:n - k], data.train_labels[:n - k], data.test_images,
+                   data.test_labels, data.checksum_status)
+    return kept, (data.train_images[n - k:], data.train_labels[n - k:])
+
+
+def held_out_robust_accuracy(model: torch.nn.Module, held_out: tuple[torch.Tensor, torch.Tensor], budget: Budget,
+                             seed: int) -> float:
+    """PGD accuracy (%) on the held-out training images, attacked and classified with running
+    statistics as at test time (evaluate.pgd_evaluation); the model is left as found."""
+    with preserved_state(model, BN_EVAL):
+        return 100.0 - pgd_evaluation(model, *held_out, budget, seed)["pgd_error"]
 
 
 @dataclass
@@ -133,6 +180,7 @@ class RunState:
     seconds: float = 0.0
     within_epoch: EpochProgress | None = None
     last_saved: float = field(default_factory=time.perf_counter)
+    selection: dict | None = None  # adv_checkpoint=best: the best epoch so far, its weights, the history
 
     def resume(self, device: torch.device | str) -> None:
         """Restore model, optimiser, schedule, RNG states and progress from the checkpoint at `path`."""
@@ -147,6 +195,7 @@ class RunState:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.epoch = state["epoch"]
         self.seconds = state["train_seconds"]
+        self.selection = state.get("selection")
         if state.get("step_in_epoch"):
             self.within_epoch = EpochProgress(state["order"].to(device), state["step_in_epoch"],
                                               state["loss_sum"].to(device), state["correct"].to(device))
@@ -164,6 +213,7 @@ class RunState:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "selection": self.selection,
             **extra,
         })
         self.last_saved = time.perf_counter()
@@ -216,7 +266,9 @@ class EpochLoop:
         order, loss_sum, correct = progress.order, progress.loss_sum, progress.correct
         steps = range(progress.next_step, self.steps_per_epoch)
         autoaugmented = None
-        if self.config.augmentation == AUTOAUGMENT:  # per-sample host work, overlapped with the steps
+        if self.config.augmentation == AUTOAUGMENT and self.config.autoaugment_order == AUTOAUGMENT_FIRST:
+            # Per-sample host work, overlapped with the steps. The other order (a non-default reading)
+            # crops on the device first and runs AutoAugment inline in augment().
             host_order = order.cpu()
             autoaugmented = prefetched_autoaugment(
                 self.data.train_images.cpu(),
@@ -234,7 +286,8 @@ class EpochLoop:
             if autoaugmented is not None:
                 images = augment(next(autoaugmented).to(self.device), CROP_FLIP, run.generator)
             else:
-                images = augment(self.data.train_images[index], self.config.augmentation, run.generator)
+                images = augment(self.data.train_images[index], self.config.augmentation, run.generator,
+                                 order=self.config.autoaugment_order)
             step = epoch * self.steps_per_epoch + i
             loss, n_correct = train_step(
                 self.net, self.config, run.optimizer, images, self.data.train_labels[index], self.attack,
@@ -294,6 +347,7 @@ def train(
             raise ValueError(f"{config.id} fine-tunes the NORMAL model: pass initial_model")
         model.load_state_dict(initial_model.state_dict())
     model.to(device)
+    data, held_out = held_out_split(data, config)
     trainable = apply_configuration(model, config)
     net = accelerated(model, budget, device)  # the model itself on a CPU
     epochs = budget.epochs_for(config.objective, from_normal)
@@ -331,6 +385,8 @@ def train(
                 f"{config.id}: training loss became {mean_loss} in epoch {epoch + 1}; stopped, kept {kept}. "
                 f"Lower the learning rate (--set {rate}=...) and run again."
             )
+        if held_out is not None:
+            select_best(run, held_out_robust_accuracy(net, held_out, budget, seed), epoch + 1, len(held_out[1]))
         run.checkpoint(epoch + 1, {"step_in_epoch": 0, "train_seconds": run.seconds})
         if progress is not None:
             progress({
@@ -340,3 +396,12 @@ def train(
             })
     model.eval()
     return model
+
+
+def select_best(run: RunState, robust_accuracy: float, epoch: int, held_out_images: int) -> None:
+    """Record epoch `epoch`'s held-out PGD accuracy; keep its weights if no earlier epoch was better."""
+    history = (run.selection or {}).get("history", []) + [robust_accuracy]
+    if run.selection is None or robust_accuracy > run.selection["robust_accuracy"]:
+        weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        run.selection = {"epoch": epoch, "robust_accuracy": robust_accuracy, "model": weights}
+    run.selection.update(history=history, held_out_images=held_out_images)

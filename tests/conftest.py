@@ -23,6 +23,9 @@ def pytest_addoption(parser):
                     help="budget for tests/repro (env REPRO_BUDGET; default smoke)")
     group.addoption("--repro-set", default=os.environ.get("REPRO_SET", ""),
                     help="budget overrides FIELD=VALUE[,FIELD=VALUE] (env REPRO_SET), e.g. to break a run on purpose")
+    group.addoption("--repro-variant", default=os.environ.get("REPRO_VARIANT", ""),
+                    help="readings of the paper's open choices CHOICE=READING[,CHOICE=READING] (env REPRO_VARIANT; "
+                         "list: repro variants); runs get their own cache folder")
     group.addoption("--repro-seed", type=int, default=int(os.environ.get("REPRO_SEED", "0")))
     group.addoption("--repro-seeds", default=os.environ.get("REPRO_SEEDS", ""),
                     help="several seeds S[,S...] (env REPRO_SEEDS, e.g. 0,1,2); default: --repro-seed alone")

@@ -1,0 +1,188 @@
+"""The register of open choices, selecting readings, their run folders, records and comparison."""
+
+import contextlib
+import dataclasses
+import io
+import json
+
+import pytest
+
+from repro.budgets import SMOKE, get_budget
+from repro.checkpoint import load_checkpoint, state_fingerprint
+from repro.cli import main
+from repro.compare import comparison_rows
+from repro.configs import CONFIGURATIONS
+from repro.expected import load_expected
+from repro.pipeline import Pipeline, RunSettings
+from repro.training import CHECKPOINT_NAME
+from repro.variants import (
+    CHOICES, TRAINING, UnknownVariantError, apply_variants, folder_suffix, parse_variant_list, parse_variants,
+)
+from tests.conftest import make_micro_budget
+from tests.unit.test_cli import MICRO, MICRO_SETS
+
+ISSUE_CHOICES = {"attack_bn", "adv_fraction", "bn_only_params_stats", "bn_only_augmentation", "adv_checkpoint",
+                 "bn_stats_update", "autoaugment_order", "figure3_logits"}
+NON_DEFAULT = [(c.id, r.id) for c in CHOICES.values() for r in c.readings[1:]]
+
+
+def test_register_holds_the_issues_choices():
+    assert ISSUE_CHOICES <= set(CHOICES), f"missing open choices: {sorted(ISSUE_CHOICES - set(CHOICES))}"
+
+
+@pytest.mark.parametrize("choice", CHOICES.values(), ids=lambda c: c.id)
+def test_choice_quotes_the_paper_and_has_two_readings(choice):
+    assert choice.sentences and all(s and where for s, where in choice.sentences), f"{choice.id}: quote the paper"
+    assert len(choice.readings) >= 2 and len({r.id for r in choice.readings}) == len(choice.readings), (
+        f"{choice.id}: at least two distinct readings")
+    assert all(r.meaning and r.evidence for r in choice.readings), f"{choice.id}: every reading needs meaning and evidence"
+    assert choice.rows or choice.figures, f"{choice.id}: name the rows or figures it affects"
+
+
+@pytest.mark.parametrize("config", CONFIGURATIONS.values(), ids=lambda c: c.id)
+def test_defaults_are_the_registry_rows(config):
+    assert apply_variants(config, {}) == config, f"{config.id}: default readings must keep the registry row"
+
+
+@pytest.mark.parametrize("choice_id, reading_id", NON_DEFAULT)
+def test_each_reading_changes_exactly_its_rows(choice_id, reading_id):
+    choice = CHOICES[choice_id]
+    changed = {c.id for c in CONFIGURATIONS.values() if apply_variants(c, {choice_id: reading_id}) != c}
+    if choice.scope == TRAINING:
+        assert changed and changed <= set(choice.rows), (
+            f"{choice_id}={reading_id} changed {sorted(changed)}; its rows are {choice.rows}")
+    else:
+        assert changed == set(), f"{choice_id} is a figure reading: it changes no training ({sorted(changed)})"
+
+
+def test_frozen_batch_attacks_with_batch_statistics_unless_attack_bn_eval():
+    bn_only_params = CONFIGURATIONS["bn_only_params"]
+    alone = apply_variants(bn_only_params, {"bn_only_params_stats": "frozen_batch"})
+    both = apply_variants(bn_only_params, {"bn_only_params_stats": "frozen_batch", "attack_bn": "eval"})
+    assert (alone.attack_bn_mode, both.attack_bn_mode) == ("train", "eval"), (
+        "attack_bn must apply after bn_only_params_stats, whatever the order on the command line")
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["atack_bn=eval"], "valid choices: bn_only_params_stats"),
+    (["attack_bn=batch"], "valid readings: train, eval"),
+    (["attack_bn"], "CHOICE=READING"),
+    (["attack_bn=eval", "attack_bn=train"], "two readings"),
+])
+def test_bad_selection_says_what_is_valid(pairs, message):
+    with pytest.raises(UnknownVariantError, match=message):
+        parse_variants(pairs)
+
+
+def test_selection_keeps_non_default_readings_in_register_order():
+    got = parse_variant_list("adv_fraction=0.5, attack_bn=train,bn_only_params_stats=frozen_batch")
+    assert list(got.items()) == [("bn_only_params_stats", "frozen_batch"), ("adv_fraction", "0.5")], got
+
+
+def test_run_folders_default_and_variant(tmp_path):
+    default = Pipeline(RunSettings(budget=SMOKE, out=tmp_path)).run_folder
+    variant = Pipeline(RunSettings(budget=SMOKE, out=tmp_path,
+                                   variants={"attack_bn": "eval", "figure3_logits": "max"})).run_folder
+    assert default == tmp_path / "smoke" / "seed0", f"default readings keep today's folder: {default}"
+    assert variant == tmp_path / "smoke+attack_bn=eval" / "seed0", (
+        f"a training reading gets its own folder, a figure reading does not: {variant}")
+    assert folder_suffix({}) == "", "no suffix for the defaults"
+
+
+def test_cli_unknown_reading_is_one_line(capsys, tmp_path):
+    code = main(["train", "adv", "--variant", "attack_bn=batch", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "valid readings: train, eval" in err, err
+
+
+def test_repro_variants_prints_the_register(capsys):
+    assert main(["variants"]) == 0
+    out = capsys.readouterr().out
+    for choice in CHOICES.values():
+        assert f"{choice.id}: {choice.question}" in out, f"{choice.id} missing from `repro variants`"
+        assert f"{choice.id}={choice.default} (default)" in out, f"{choice.id}: default reading not marked"
+        assert choice.sentences[0][0][:40] in out, f"{choice.id}: sentence not printed"
+
+
+# --- a run under readings, end to end ---------------------------------------------------------
+
+READINGS = ["autoaugment_order=crop_flip_then_autoaugment", "bn_only_params_stats=frozen_batch"]
+
+
+@pytest.fixture(scope="module")
+def variant_run(tmp_path_factory):
+    """`repro reproduce --configs bn_only_params` under two readings at micro scale: (code, stdout, folder)."""
+    out = tmp_path_factory.mktemp("variants")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv = ["reproduce", "--configs", "bn_only_params", "--out", str(out), *MICRO]
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv + [arg for r in READINGS for arg in ("--variant", r)])
+    name = get_budget("smoke", MICRO_SETS).run_name + "+bn_only_params_stats=frozen_batch+autoaugment_order=crop_flip_then_autoaugment"
+    assert code == 0, stderr.getvalue()
+    return stdout.getvalue(), out / name / "seed0"
+
+
+def test_variant_run_lands_in_its_own_folder_and_records_readings(variant_run):
+    _, folder = variant_run
+    record = json.loads((folder / "bn_only_params" / "result.json").read_text())
+    assert record["variants"] == {"bn_only_params_stats": "frozen_batch",
+                                  "autoaugment_order": "crop_flip_then_autoaugment"}, record.get("variants")
+    assert record["config"]["bn_stats"] == "frozen_batch", "result.json records the configuration as trained"
+
+
+def test_variant_report_header_names_the_readings(variant_run):
+    out, folder = variant_run
+    line = "readings: bn_only_params_stats=frozen_batch, autoaugment_order=crop_flip_then_autoaugment"
+    assert line in out and line in (folder / "report.md").read_text(), f"report must say which readings ran:\n{out}"
+
+
+def test_evaluate_finds_the_model_trained_under_the_readings(variant_run, capsys):
+    _, folder = variant_run
+    argv = ["evaluate", "bn_only_params", "--out", str(folder.parent.parent), *MICRO]
+    code = main(argv + [arg for r in READINGS for arg in ("--variant", r)])
+    err = capsys.readouterr().err
+    assert code == 0, f"evaluate --variant must load the run trained under those readings: {err}"
+
+
+def test_fine_tuning_uses_normal_trained_under_the_same_readings(variant_run):
+    _, folder = variant_run
+    normal = load_checkpoint(folder / "normal" / CHECKPOINT_NAME)
+    tuned = load_checkpoint(folder / "bn_only_params" / CHECKPOINT_NAME)
+    assert normal["config_changes"] == {"autoaugment_order": "crop_flip_then_autoaugment"}, normal["config_changes"]
+    assert tuned["initial_fingerprint"] == state_fingerprint(normal["model"]), (
+        "BN ONLY PARAMS must start from the NORMAL trained under the same readings")
+
+
+def test_rows_a_reading_leaves_unchanged_reuse_the_default_run(tmp_path):
+    budget = make_micro_budget(n_train=64, batch_size=32, epochs_clean=1)
+    Pipeline(RunSettings(budget=budget, out=tmp_path)).trained_model(CONFIGURATIONS["normal"])
+    same = Pipeline(RunSettings(budget=budget, out=tmp_path, variants={"bn_only_params_stats": "frozen_batch"}))
+    same.trained_model(CONFIGURATIONS["normal"])
+    other = Pipeline(RunSettings(budget=budget, out=tmp_path, variants={"autoaugment_order": "crop_flip_then_autoaugment"}))
+    other.trained_model(CONFIGURATIONS["normal"])
+    assert (same.trained_here, other.trained_here) == ([], ["normal"]), (
+        "NORMAL is reused where the readings leave it unchanged and retrained where they change it: "
+        f"{same.trained_here}, {other.trained_here}")
+
+
+# --- comparison -----------------------------------------------------------------------------
+
+def write_result(folder, config_id, clean, robust, variants):
+    path = folder / config_id / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"budget": dataclasses.asdict(SMOKE), "variants": variants,
+                                "metrics": {"clean_error": clean, "autoattack_error": robust}}))
+
+
+def test_comparison_shows_each_reading_beside_the_paper(tmp_path, capsys):
+    write_result(tmp_path / "smoke" / "seed0", "adv", 25.0, 60.0, {})  # paper: 17.67 +-3, 58.4 +-5
+    write_result(tmp_path / "smoke+attack_bn=eval" / "seed0", "adv", 18.0, 70.0, {"attack_bn": "eval"})
+    write_result(tmp_path / "smoke+attack_bn=eval+adv_fraction=0.5" / "seed0", "adv", 17.7, 58.4, {})  # a combination
+    rows = {(e["row"], e["metric"]): e for e in comparison_rows(load_expected(), tmp_path, SMOKE, 0)
+            if e["choice"] == "attack_bn"}
+    clean, robust = rows[("adv", "clean_error")], rows[("adv", "robust_error")]
+    assert clean["measured"] == {"train": 25.0, "eval": 18.0} and clean["closest"] == "eval" and clean["within"], clean
+    assert robust["closest"] == "train" and robust["within"], robust
+    assert main(["report", "--variants", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| ADV | clean | 17.67 | ±3 | 25.00 | 18.00 | eval (within tolerance) |" in out, out
