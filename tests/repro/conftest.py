@@ -17,6 +17,7 @@ import torch
 from repro.budgets import get_budget
 from repro.cli import parse_overrides
 from repro.expected import load_expected
+from repro.history import append_results, history_path
 from repro.pipeline import Pipeline, RunSettings
 from repro.provenance import code_version
 
@@ -81,6 +82,7 @@ def results(pipeline):
             from repro.configs import get_configuration
 
             self[config_id] = pipeline.result(get_configuration(config_id))
+            append_results(history_path(Path(pipeline.settings.out).parent), [self[config_id]])  # REPRO_CACHE/history.jsonl
             return self[config_id]
 
     return Results()
