@@ -160,7 +160,7 @@ def provenance_lines(results: dict[str, dict] | list[dict]) -> list[str]:
         f"versions: {versions}",
         f"data: {data['dataset']}, checksums {data['checksum_status']}, {data['n_train']} train images",
         # The open choices' readings (repro/variants.py); one run folder holds one set of readings.
-        f"readings: {'; '.join(sorted({describe(r.get('variants')) for r in results.values()}))}",
+        f"readings: {'; '.join(sorted({describe(r.get('variants')) for r in records}))}",
     ]
 
 

