@@ -5,11 +5,13 @@ import math
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from repro.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.data import synthetic_dataset
 from repro.expected import METRICS, RESULT_KEY
+from repro.model import ResNet20
 from repro.pipeline import Pipeline, RunSettings
 from repro.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
 from tests.conftest import make_micro_budget
@@ -213,3 +215,34 @@ def test_result_is_not_reused_for_other_weights(tmp_path):
     after = Pipeline(settings).result(CONFIGURATIONS["normal"])
     assert after["identity"]["model"] != before["identity"]["model"], (
         "a result evaluated on the old weights was reused for the retrained model")
+
+
+# The learning rate of every step of a run of 2 epochs x 4 steps (micro budget: 256 images,
+# batches of 64), as a fraction of the peak; written out, not computed by lr_factor.
+LR_AT_EVERY_STEP = {
+    "linear": [1, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8],  # decays to 0 at the run's end
+    "step": [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01],  # x0.1 at 50% and 75% of the run (Frankle et al. [3])
+}
+
+
+def recorded_learning_rates(config, budget, data, folder, initial=None):
+    """The learning rate of every optimiser step a real train() run takes."""
+    rates = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, _args, _kwargs: rates.append(optimizer.param_groups[0]["lr"]))
+    try:
+        train(config, budget, data, folder, seed=0, initial_model=initial)
+    finally:
+        handle.remove()
+    return rates
+
+
+@pytest.mark.parametrize("config_id, schedule", [("normal", "linear"), ("bn_params", "step")])
+def test_learning_rate_of_every_step(tmp_path, micro_data, config_id, schedule):
+    budget = make_micro_budget(schedule=schedule, epochs_clean=2, epochs_finetune=2)
+    config = CONFIGURATIONS[config_id]
+    initial = ResNet20(budget.width) if config.init == FROM_NORMAL else None
+    peak = budget.lr_finetune if initial is not None else budget.lr  # Section 3.2: fine-tuning has its own rate
+    rates = recorded_learning_rates(config, budget, micro_data, tmp_path, initial)
+    expected = [peak * f for f in LR_AT_EVERY_STEP[schedule]]
+    assert rates == pytest.approx(expected), f"{config_id}, {schedule} schedule: lr per step {rates}, expected {expected}"
