@@ -13,6 +13,7 @@ that start a fresh pytest per mutant pay torch's import (seconds) hundreds of ti
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,11 @@ def run_module(module: str) -> dict:
     )
     started = time.perf_counter()
     names = AUGMENTATION if module == "data" else []
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", *names], cwd=work, check=False)
+    # No shrinking (tests/conftest.py); one intra-op thread: mutmut forks every mutant from a process
+    # that has run torch, and a forked child waits forever on the parent's OpenMP thread pool.
+    env = {**os.environ, "HYPOTHESIS_PROFILE": "mutation", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", *names], cwd=work, env=env,
+                   check=False)
     seconds = time.perf_counter() - started
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
                              capture_output=True, text=True).stdout
