@@ -4,12 +4,15 @@ import os
 
 import pytest
 import torch
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 # Property tests draw the same examples on every run (CI failures reproduce, nothing flickers);
 # HYPOTHESIS_PROFILE=explore draws fresh ones when hunting for counterexamples.
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
+# Mutation testing (.ci/mutation.py): a failing example is enough to kill a mutant; shrinking it
+# would take longer than mutmut's time limit and be reported as a timeout.
+settings.register_profile("mutation", derandomize=True, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 from repro.model import ResNet20

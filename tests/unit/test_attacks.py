@@ -61,11 +61,56 @@ def test_same_seed_same_result(small_model):
     assert torch.equal(first, second), "the same seed must reproduce the attack"
 
 
+def random_start(model, images, labels, seed):
+    """The perturbation PGD starts from (step size 0 keeps it), in units of eps."""
+    return (pgd(model, images, labels, epsilon=EPS, step_size=0.0, steps=1, seed=seed) - images) / EPS
+
+
 def test_seed_controls_random_start(small_model):
-    images, labels = random_batch(1)
-    first = pgd(small_model, images, labels, epsilon=EPS, step_size=0.0, steps=1, seed=7)
-    second = pgd(small_model, images, labels, epsilon=EPS, step_size=0.0, steps=1, seed=8)
-    assert not torch.equal(first, second), "different seeds must give different random starts"
+    images = torch.full((8, 3, 32, 32), 0.5)  # mid-grey: no clipping at the image range
+    labels = torch.zeros(8, dtype=torch.long)
+    first, second = random_start(small_model, images, labels, 7), random_start(small_model, images, labels, 8)
+    correlation = torch.corrcoef(torch.stack([first.flatten(), second.flatten()]))[0, 1].item()
+    assert abs(correlation) < 0.05, f"seeds 7 and 8 must give independent starts, correlation {correlation:.3f}"
+
+
+def test_random_start_is_uniform_in_the_ball(small_model):
+    images = torch.full((8, 3, 32, 32), 0.5)  # mid-grey: no clipping at the image range
+    start = random_start(small_model, images, torch.zeros(8, dtype=torch.long), 7).flatten()
+    # U(-1, 1) per coordinate (Madry et al. [11]): mean 0, mean |.| 1/2, filling the ball to its edge.
+    summary = (start.mean().item(), start.abs().mean().item(), start.min().item(), start.max().item())
+    assert abs(summary[0]) < 0.02 and abs(summary[1] - 0.5) < 0.02, f"start is not U(-eps, eps): mean, mean|.| {summary[:2]}"
+    assert summary[2] < -0.99 and summary[3] > 0.99, f"start does not fill the ball: range {summary[2:]} eps"
+
+
+def recording_model(model):
+    """`model`, and the list every input it receives is appended to."""
+    seen = []
+    model.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].detach().clone()))
+    return model, seen
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    epsilon=st.floats(0, 64 / 255),
+    step_size=st.floats(0, 16 / 255),
+    steps=st.integers(1, 3),
+    random_start=st.booleans(),
+)
+def test_every_input_the_model_sees_is_in_the_ball_and_range(seed, epsilon, step_size, steps, random_start):
+    # Not only the returned examples: the random start and every iterate are model inputs too.
+    torch.manual_seed(0)
+    model, seen = recording_model(ResNet20(width=2).eval())
+    images, labels = random_batch(seed)
+    images[0] = 0.0  # corners of the image range, where the ball must be clipped
+    images[1] = 1.0
+    pgd(model, images, labels, epsilon=epsilon, step_size=step_size, steps=steps, random_start=random_start, seed=seed)
+    assert len(seen) == steps, f"{steps} PGD iterations made {len(seen)} forward passes"
+    for i, x in enumerate(seen):
+        distance = (x - images).abs().max().item()
+        assert distance <= epsilon + 1e-6, f"input {i} of the attack is {distance} from x, outside eps = {epsilon}"
+        assert x.min() >= 0 and x.max() <= 1, f"input {i} of the attack left [0, 1]: [{x.min()}, {x.max()}]"
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])

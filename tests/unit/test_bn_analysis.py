@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.bn_analysis import fold_bn, fold_conv_bn, fold_model
+from repro.bn_analysis import fold_bn, fold_conv_bn, fold_model, mean_m_per_layer, mean_normalized_weight
 from repro.model import ResNet20
 
 finite = st.floats(-10, 10, allow_nan=False)
@@ -88,7 +88,7 @@ def test_fold_model_gives_m_per_channel():
 
 
 def test_untracked_statistics_are_rejected():
-    with pytest.raises(ValueError, match="running statistics"):
+    with pytest.raises(ValueError, match="^Equation 1 needs running statistics"):
         fold_bn(nn.BatchNorm2d(3, track_running_stats=False))
 
 
@@ -102,3 +102,41 @@ def test_mean_abs_gamma_per_layer_by_hand():
             layer.weight.copy_(torch.tensor([index + 1.0, -(index + 1.0)]).repeat(layer.num_features // 2))
     measured = mean_abs_gamma_per_layer(model)
     assert measured == [float(i + 1) for i in range(len(bn_layers(model)))], f"mean |gamma| per layer: {measured}"
+
+
+def test_bn_without_gamma_and_beta_is_m_z_plus_b():
+    layer = nn.BatchNorm2d(3, affine=False).double().eval()
+    with torch.no_grad():
+        layer.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        layer.running_var.copy_(torch.tensor([4.0, 0.25, 1.0]))
+    z = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    m, b = fold_bn(layer)
+    folded = m.view(1, -1, 1, 1) * z + b.view(1, -1, 1, 1)
+    assert torch.allclose(folded, layer(z), atol=1e-12), "BN without affine parameters: gamma = 1, beta = 0"
+
+
+@pytest.mark.parametrize("padding, dilation, groups, padding_mode",
+                         [(0, 1, 1, "zeros"), (2, 2, 1, "zeros"), (1, 1, 2, "zeros"), (1, 1, 1, "reflect")])
+def test_any_convolution_geometry_folds(padding, dilation, groups, padding_mode):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, 1, padding, dilation, groups, bias=False, padding_mode=padding_mode).double()
+    layer = nn.BatchNorm2d(6).double().eval()
+    with torch.no_grad():
+        layer.running_var.uniform_(0.5, 2.0)
+        layer.running_mean.normal_()
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        expected, actual = layer(conv(x)), fold_conv_bn(conv, layer)(x)
+    assert actual.shape == expected.shape and torch.allclose(actual, expected, atol=1e-9), (
+        f"folding a conv with padding {padding}, dilation {dilation}, groups {groups}, {padding_mode} padding")
+
+
+def test_mean_normalized_weight_is_the_mean_of_layer_means():
+    model = ResNet20(width=2)
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for i, layer in enumerate(layers):  # layer i: m = i + 1 on every channel
+            layer.weight.fill_(i + 1.0)
+            layer.running_var.fill_(1.0 - layer.eps)
+    assert mean_m_per_layer(model) == pytest.approx([i + 1.0 for i in range(21)]), "one mean m per BN layer, in order"
+    assert mean_normalized_weight(model) == pytest.approx(11.0), "mean of 1..21 over ResNet-20's 21 BN layers"

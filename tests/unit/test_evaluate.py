@@ -102,3 +102,45 @@ def test_series_bn_layers_agree_with_the_recorded_mean(evaluated):
     assert len(per_layer) == len(series["mean_abs_gamma_per_layer"]) == 21 and \
         sum(per_layer) / 21 == pytest.approx(metrics["mean_normalized_weight"]), \
         "one mean m and one mean |gamma| per BN layer; their m average is Figure 2's level"
+
+
+def attacked_indices(model, data, budget):
+    """Run evaluate(); return (indices of test images the attacks perturbed, largest perturbation).
+
+    Every model input seen with gradients enabled is an attack's input; each is matched to the
+    test image it lies nearest to (the images are binary patterns, 1 apart in L-inf).
+    """
+    from repro.evaluate import evaluate
+
+    seen = []
+    model.register_forward_pre_hook(
+        lambda _m, inputs: seen.append(inputs[0].detach().clone()) if torch.is_grad_enabled() else None)
+    evaluate(model, data, budget, seed=0)
+    test_images = data.test_images.float().div(255).flatten(1)
+    indices, largest = set(), 0.0
+    for batch in seen:
+        distances = (batch.flatten(1)[:, None, :] - test_images[None]).abs().amax(2)  # (B, N) L-inf
+        nearest = distances.min(1)
+        indices |= set(nearest.indices.tolist())
+        largest = max(largest, nearest.values.max().item())
+    return indices, largest
+
+
+def test_evaluation_attacks_exactly_the_first_n_robust_images():
+    from repro.data import Dataset
+    from repro.model import ResNet20
+    from tests.conftest import make_micro_budget
+
+    budget = make_micro_budget(n_test=64, n_robust=24, eval_batch_size=16, eval_pgd_steps=2, autoattack_iterations=2)
+    g = torch.Generator().manual_seed(0)
+    test_images = (torch.randint(0, 2, (64, 3, 32, 32), generator=g) * 255).to(torch.uint8)
+    labels = torch.zeros(64, dtype=torch.long)
+    data = Dataset("patterns", test_images[:1], labels[:1], test_images, labels, "generated")
+    torch.manual_seed(0)
+    model = ResNet20(width=2)
+    with torch.no_grad():
+        model.fc.bias[0] = 20.0  # every image classified correctly, so AutoAttack attacks all of them too
+    indices, largest = attacked_indices(model, data, budget)
+    assert indices == set(range(budget.n_robust)), (
+        f"Section 3.2 attacks the first n_robust={budget.n_robust} test images; evaluation attacked {sorted(indices)}")
+    assert largest <= budget.epsilon + 1e-6, f"an attack input lies {largest} from its image, eps = {budget.epsilon}"

@@ -1,6 +1,10 @@
 """ResNet-20 architecture facts (Section 3.2, Table 1)."""
 
 import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
 from repro.configs import table1_percent
 from repro.model import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST, ResNet20, bn_layers, count_parameters, parameters_in
 
@@ -76,9 +80,96 @@ def test_unknown_group_is_rejected(tiny_model):
         parameters_in(tiny_model, ("bnn",))
 
 
-def test_forward_shape(tiny_model, batch):
+# Written here, not imported: the per-channel CIFAR-10 training-set statistics the model must
+# normalise its [0, 1] inputs with.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def randomised_bn(model):
+    """Give every BN layer distinct gamma, beta and running statistics, so no BN is an identity."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.5)
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+    return model
+
+
+def reference_forward(model, x, training):
+    """ResNet-20 as Section 3.2 describes it, written with functional ops: conv -> BN -> ReLU.
+
+    Reads only the weights of `model`; the order of operations is this function's own.
+    """
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+
+    def bn(layer, z):
+        return F.batch_norm(z, layer.running_mean.clone(), layer.running_var.clone(), layer.weight, layer.bias,
+                            training=training, momentum=0.1, eps=1e-5)
+
+    def conv(layer, z):
+        return F.conv2d(z, layer.weight, stride=layer.stride, padding=layer.padding)
+
+    out = F.relu(bn(model.bn1, conv(model.conv1, (x - mean) / std)))
+    for block in model.blocks:
+        shortcut = out
+        if len(block.shortcut) > 0:
+            shortcut = bn(block.shortcut[1], conv(block.shortcut[0], out))
+        inner = F.relu(bn(block.bn1, conv(block.conv1, out)))
+        out = F.relu(bn(block.bn2, conv(block.conv2, inner)) + shortcut)
+    return F.linear(out.mean((2, 3)), model.fc.weight, model.fc.bias)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_forward_is_normalise_conv_bn_relu(tiny_model, batch, training):
+    model = randomised_bn(tiny_model).train(training)
     images, _ = batch
-    assert tiny_model(images).shape == (16, 10), "logits are (B, 10)"
+    with torch.no_grad():
+        expected = reference_forward(model, images, training)
+        logits = model(images)
+    assert logits.shape == expected.shape == (16, 10), f"logits are (B, 10): {tuple(logits.shape)}"
+    gap = (logits - expected).abs().max().item()
+    assert gap < 1e-4, f"forward differs from normalise -> conv -> BN -> ReLU (Section 3.2) by {gap}"
+
+
+def test_stem_convolution_sees_normalised_images(tiny_model, batch):
+    images, _ = batch
+    seen = []
+    tiny_model.conv1.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
+    with torch.no_grad():
+        tiny_model.eval()(images)
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    assert torch.allclose(seen[0], (images - mean) / std, atol=1e-6), (
+        "the first convolution must see (x - CIFAR-10 mean) / std: attacks work on [0, 1] images")
+
+
+def test_bn_momentum_is_pytorch_default(tiny_model, batch):
+    # One training-mode forward moves every running mean by 0.1 of the way to the batch mean
+    # (PyTorch's default, which the paper's implementation inherits); computed from what each
+    # BN layer actually received.
+    images, _ = batch
+    model = randomised_bn(tiny_model).train()
+    seen = {}
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    for name, layer in layers:
+        layer.register_forward_pre_hook(lambda _m, inputs, name=name: seen.__setitem__(name, inputs[0].detach()))
+    before = {name: (layer.running_mean.clone(), layer.running_var.clone()) for name, layer in layers}
+    with torch.no_grad():
+        model(images)
+    wrong = []
+    for name, layer in layers:
+        z = seen[name]
+        mean = 0.9 * before[name][0] + 0.1 * z.mean((0, 2, 3))
+        var = 0.9 * before[name][1] + 0.1 * z.var((0, 2, 3), unbiased=True)
+        if not (torch.allclose(layer.running_mean, mean, atol=1e-5) and torch.allclose(layer.running_var, var, atol=1e-4)):
+            wrong.append(name)
+    assert wrong == [], f"BN layers whose running statistics do not move with momentum 0.1: {wrong}"
 
 
 def test_normalisation_is_not_state(tiny_model):

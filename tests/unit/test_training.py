@@ -2,14 +2,18 @@
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from repro.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.data import synthetic_dataset
 from repro.expected import METRICS, RESULT_KEY
+from repro.model import ResNet20
 from repro.pipeline import Pipeline, RunSettings
 from repro.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
 from tests.conftest import make_micro_budget
@@ -31,11 +35,20 @@ def micro_results(tmp_path_factory):
 
 @pytest.mark.parametrize("config_id", CONFIGURATIONS)
 def test_every_configuration_trains_and_evaluates(micro_results, config_id):
-    _, results = micro_results
+    pipeline, results = micro_results
     metrics = results[config_id]["metrics"]
-    for key in ("clean_error", "pgd_error", "autoattack_error"):
+    state = load_checkpoint(pipeline.folder(CONFIGURATIONS[config_id]) / CHECKPOINT_NAME)
+    assert state["epoch"] == state["epochs"] == 1, f"{config_id}: trained {state['epoch']}/{state['epochs']} of 1 epoch"
+    model = ResNet20(4)
+    model.load_state_dict(state["model"])
+    images, labels = pipeline.data.test_images[:metrics["n_clean"]], pipeline.data.test_labels[:metrics["n_clean"]]
+    with torch.no_grad():
+        wrong = (model.eval()(images.float() / 255).argmax(1) != labels).float().mean().item()
+    assert metrics["clean_error"] == pytest.approx(100 * wrong), (
+        f"{config_id}: clean error {metrics['clean_error']} is not the trained model's {100 * wrong} on the test images")
+    for key in ("pgd_error", "autoattack_error"):
         assert 0 <= metrics[key] <= 100, f"{config_id}: {key} = {metrics[key]} is not a percentage"
-    assert metrics["n_robust"] == 32, f"{config_id}: robust error on the first n_robust images"
+    assert metrics["n_clean"] == 64 and metrics["n_robust"] == 32, f"{config_id}: evaluated on n_test, n_robust images"
 
 
 @pytest.mark.parametrize("config_id", CONFIGURATIONS)
@@ -57,23 +70,42 @@ def test_result_file_carries_provenance(micro_results, config_id):
     assert record["wall_seconds"]["train"] > 0, "training wall time recorded"
 
 
+class Interrupt(Exception):
+    pass
+
+
 @pytest.mark.parametrize("config_id", [c.id for c in CONFIGURATIONS.values() if c.init == FROM_NORMAL])
-def test_fine_tuning_starts_from_trained_normal(micro_results, config_id):
+def test_fine_tuning_starts_from_trained_normal(micro_results, tmp_path, config_id):
+    # What the model holds when the fine-tuning run first forwards anything, through the pipeline
+    # (which finds the trained NORMAL in its run folder), against NORMAL's finished checkpoint.
     pipeline, _ = micro_results
-    normal = load_checkpoint(pipeline.folder(CONFIGURATIONS["normal"]) / CHECKPOINT_NAME)["model"]
-    tuned = load_checkpoint(pipeline.folder(CONFIGURATIONS[config_id]) / CHECKPOINT_NAME)["model"]
-    frozen_conv = "blocks.4.conv1.weight"  # trained by no fine-tuning row
-    assert torch.equal(normal[frozen_conv], tuned[frozen_conv]), f"{config_id} did not start from NORMAL"
+    normal = CONFIGURATIONS["normal"]
+    fresh = Pipeline(RunSettings(budget=pipeline.settings.budget, out=tmp_path))
+    shutil.copytree(pipeline.folder(normal), fresh.folder(normal))
+    start = {}
+
+    def first_forward(module, _inputs):
+        if isinstance(module, ResNet20):
+            start.update({k: v.clone() for k, v in module.state_dict().items()})
+            raise Interrupt
+
+    handle = register_module_forward_pre_hook(first_forward)
+    try:
+        with pytest.raises(Interrupt):
+            fresh.trained_model(CONFIGURATIONS[config_id])
+    finally:
+        handle.remove()
+    expected = load_checkpoint(fresh.folder(normal) / CHECKPOINT_NAME)["model"]
+    if config_id == "bn_stats_reset":  # Section 3.3: its statistics start reset, its weights are NORMAL's
+        expected = {k: v for k, v in expected.items() if "running" not in k and "num_batches" not in k}
+    differing = [k for k in expected if not torch.equal(start[k], expected[k])]
+    assert differing == [], f"{config_id} starts with tensors other than the trained NORMAL's: {differing}"
 
 
 def test_normal_is_trained_once(micro_results):
     pipeline, _ = micro_results
     assert pipeline.trained_here.count("normal") == 1, (
         f"NORMAL must be trained once and reused by the fine-tuning rows: {pipeline.trained_here}")
-
-
-class Interrupt(Exception):
-    pass
 
 
 def interrupt_at(step):
@@ -213,3 +245,34 @@ def test_result_is_not_reused_for_other_weights(tmp_path):
     after = Pipeline(settings).result(CONFIGURATIONS["normal"])
     assert after["identity"]["model"] != before["identity"]["model"], (
         "a result evaluated on the old weights was reused for the retrained model")
+
+
+# The learning rate of every step of a run of 2 epochs x 4 steps (micro budget: 256 images,
+# batches of 64), as a fraction of the peak; written out, not computed by lr_factor.
+LR_AT_EVERY_STEP = {
+    "linear": [1, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8],  # decays to 0 at the run's end
+    "step": [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01],  # x0.1 at 50% and 75% of the run (Frankle et al. [3])
+}
+
+
+def recorded_learning_rates(config, budget, data, folder, initial=None):
+    """The learning rate of every optimiser step a real train() run takes."""
+    rates = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, _args, _kwargs: rates.append(optimizer.param_groups[0]["lr"]))
+    try:
+        train(config, budget, data, folder, seed=0, initial_model=initial)
+    finally:
+        handle.remove()
+    return rates
+
+
+@pytest.mark.parametrize("config_id, schedule", [("normal", "linear"), ("bn_params", "step")])
+def test_learning_rate_of_every_step(tmp_path, micro_data, config_id, schedule):
+    budget = make_micro_budget(schedule=schedule, epochs_clean=2, epochs_finetune=2)
+    config = CONFIGURATIONS[config_id]
+    initial = ResNet20(budget.width) if config.init == FROM_NORMAL else None
+    peak = budget.lr_finetune if initial is not None else budget.lr  # Section 3.2: fine-tuning has its own rate
+    rates = recorded_learning_rates(config, budget, micro_data, tmp_path, initial)
+    expected = [peak * f for f in LR_AT_EVERY_STEP[schedule]]
+    assert rates == pytest.approx(expected), f"{config_id}, {schedule} schedule: lr per step {rates}, expected {expected}"
