@@ -42,6 +42,7 @@ class RunSettings:
     allow_unverified_data: bool = False
     resume: bool = False
     restart: bool = False
+    selfcheck: dict | None = None  # what a passing selfcheck switched on (acceleration.apply_selfcheck)
 
 
 def load_data(settings: RunSettings) -> Dataset:
@@ -147,6 +148,7 @@ class Pipeline:
                 "versions": library_versions(),
                 "device": device_description(s.device),
                 "data": self.data.provenance(),
+                "selfcheck": s.selfcheck,
             },
             "wall_seconds": {"train": train_seconds, **{f"eval_{k}": v for k, v in timings.items()},
                              "eval_total": time.perf_counter() - started},
