@@ -18,6 +18,7 @@ act on the original model (save `model.state_dict()`, or `unwrap(net).state_dict
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -122,3 +123,23 @@ def unwrap(net: nn.Module) -> nn.Module:
     """The plain model inside an accelerated network (whose state_dict has no wrapper prefixes)."""
     net = getattr(net, "_orig_mod", net)  # torch.compile's OptimizedModule
     return net.model if isinstance(net, Autocast) else net
+
+
+def apply_selfcheck(budget: Budget, record: dict, device: torch.device | str) -> tuple[Budget, dict]:
+    """`budget` with bf16 and compile switched on where the selfcheck `record` (selfcheck.json)
+    passed its rule on this device type; returns (budget, what was applied, for result provenance).
+
+    Never switches anything off. Compile is turned on only if the selfcheck compiled with the
+    backend runs use (a CPU selfcheck's eager-backend pass says nothing about inductor's code).
+    Raises ValueError when the selfcheck ran on another device type.
+    """
+    device = torch.device(device)
+    if record.get("device") != device.type:
+        raise ValueError(f"the selfcheck ran on {record.get('device')!r}, this run on {device.type!r}: "
+                         f"run `repro selfcheck --device {device.type}` here and pass its selfcheck.json")
+    passes = record["passes"]
+    bf16 = budget.bf16 or bool(passes["bf16"])
+    compile_ = budget.compile or (bool(passes["compile"]) and record["compile_backend"] == COMPILE_BACKEND)
+    applied = {"bf16": bf16, "compile": compile_, "passes": passes, "compile_backend": record["compile_backend"],
+               "sizes": record["sizes"], "device_name": record["environment"]["device_name"]}
+    return dataclasses.replace(budget, bf16=bf16, compile=compile_), applied

@@ -168,8 +168,12 @@ PAPER = Budget(
     needs_gpu=True,  # ~11 rows of 40-160 epochs at width 64: GPU-hours, CPU-weeks
     # Off until shown on a trained model that the bf16 attack is as strong as the fp32 one
     # (an attack that got weaker would flatter every row); no GPU run has shown it yet.
+    # To turn bf16/compile on from a passing check: `repro selfcheck --device cuda --json sc.json`,
+    # then `repro reproduce --budget paper --selfcheck sc.json` switches on exactly what passed
+    # (repro/acceleration.py apply_selfcheck; recorded in result.json provenance "selfcheck").
+    # bf16 is a training field, so such runs get their own folder and Table 2 shows them unjudged.
     bf16=False,
-    compile=False,  # not yet measured on a GPU
+    compile=False,  # not yet measured on a GPU; see above
 )
 
 SMOKE = dataclasses.replace(

@@ -7,6 +7,8 @@ data (no download), then prints a Table 2 style summary.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import signal
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from repro.acceleration import plan
+from repro.acceleration import apply_selfcheck, plan
 from repro.budgets import BUDGETS, get_budget
 from repro.checkpoint import CheckpointError
 from repro.configs import CONFIGURATIONS, UnknownConfigurationError, get_configuration
@@ -82,13 +84,28 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 def settings_from(args) -> RunSettings:
     budget = get_budget(args.budget, parse_overrides(args.set))
     device = resolve_device(args.device)
+    applied = None
+    if args.selfcheck:  # bf16/compile only where that selfcheck's rule passed (issue 13)
+        budget, applied = apply_selfcheck(budget, read_selfcheck(args.selfcheck), device)
     plan(budget, device)  # bf16/compile run on any device; compile without a compiler is refused now, not mid-run
     return RunSettings(
         budget=budget, seed=args.seed, out=Path(args.out), device=device,
         data_dir=Path(args.data_dir) if args.data_dir else None, download=args.download,
         allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
         variants=parse_variants(args.variant),
+        selfcheck=applied,
     )
+
+
+def read_selfcheck(path: str) -> dict:
+    """A selfcheck.json written by `repro selfcheck`; ValueError saying what to do otherwise."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read selfcheck {path} ({error}); run `repro selfcheck --json {path}`") from None
+    if not isinstance(record, dict) or not {"device", "passes", "compile_backend"} <= record.keys():
+        raise ValueError(f"{path} is not a selfcheck.json; run `repro selfcheck --json {path}`")
+    return record
 
 
 def seeds_of(args) -> list[int]:
@@ -240,6 +257,22 @@ def cmd_bench(args) -> int:
         total += seconds
         print(f"  {config.label:<32} {seconds / 60:10.1f} min")
     print(f"  {'total':<32} {total / 3600:10.2f} h")
+    return 0
+
+
+def cmd_selfcheck(args) -> int:
+    from repro import selfcheck
+
+    device = resolve_device(args.device)
+    defaults = selfcheck.default_sizes(device)
+    changes = {field: getattr(args, field) for field in ("width", "batch_size", "repeats", "train_steps", "n_images")
+               if getattr(args, field) is not None}
+    if any(value < 1 for value in changes.values()):
+        raise ValueError(f"selfcheck sizes must be >= 1, got {changes}")
+    record = selfcheck.selfcheck(device, dataclasses.replace(defaults, **changes), args.compile_backend)
+    path = selfcheck.write(record, Path(args.json) if args.json else Path(args.out) / "selfcheck.json")
+    print(selfcheck.render(record))
+    print(f"\nselfcheck: {path}")
     return 0
 
 
@@ -405,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     common.add_argument("--variant", action="append", default=[], metavar="CHOICE=READING",
                         help="a non-default reading of an open choice of the paper (repeatable; list: repro variants)")
+    common.add_argument("--selfcheck", metavar="JSON",
+                        help="switch on bf16/compile where this selfcheck.json (same device type) passed its rule")
 
     parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -421,6 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", parents=[common], help="measure throughput; estimate each row's wall time")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (after one warm-up)")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("selfcheck", help="environment, throughput, bf16/compile attack strength, determinism, "
+                                         "projected paper-budget time; writes selfcheck.json")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", default="runs", help="folder for selfcheck.json (default: runs/)")
+    p.add_argument("--json", help="write the JSON here instead of OUT/selfcheck.json")
+    p.add_argument("--width", type=int, help="network width (default: 64 on CUDA, 4 on a CPU)")
+    p.add_argument("--batch-size", type=int, help="images per step (default: 128 on CUDA, 16 on a CPU)")
+    p.add_argument("--repeats", type=int, help="timed steps per measurement after one warm-up")
+    p.add_argument("--train-steps", type=int, help="ADV steps of the model the attacks are compared on")
+    p.add_argument("--images", dest="n_images", type=int, help="images attacked in fp32, bf16 and compiled")
+    p.add_argument("--compile-backend", help="torch.compile backend (default: inductor on CUDA, eager on a CPU)")
+    p.set_defaults(func=cmd_selfcheck)
     p = sub.add_parser("figures", parents=[common], help="Figures 1-3 from trained NORMAL, ADV and BN PARAMS (PNG + JSON)")
     p.add_argument("--figures-dir", help="where to write them (default: RUN_FOLDER/figures, linked from report.md)")
     p.set_defaults(func=cmd_figures)

@@ -45,6 +45,7 @@ class RunSettings:
     resume: bool = False
     restart: bool = False
     variants: dict[str, str] = field(default_factory=dict)  # non-default readings {choice: reading}
+    selfcheck: dict | None = None  # what a passing selfcheck switched on (acceleration.apply_selfcheck)
 
 
 def load_data(settings: RunSettings) -> Dataset:
@@ -182,6 +183,7 @@ class Pipeline:
                 "versions": library_versions(),
                 "device": device_description(s.device),
                 "data": self.data.provenance(),
+                "selfcheck": s.selfcheck,
             },
             "wall_seconds": {"train": train_seconds, **{f"eval_{k}": v for k, v in timings.items()},
                              "eval_total": time.perf_counter() - started},
