@@ -183,7 +183,8 @@ class Pipeline:
                 "versions": library_versions(),
                 "device": device_description(s.device),
                 "data": self.data.provenance(),
-                "selfcheck": s.selfcheck,
+                # what a passing selfcheck switched on (--selfcheck); absent when none was applied
+                **({"selfcheck": s.selfcheck} if s.selfcheck is not None else {}),
             },
             "wall_seconds": {"train": train_seconds, **{f"eval_{k}": v for k, v in timings.items()},
                              "eval_total": time.perf_counter() - started},
