@@ -11,6 +11,7 @@ from repro.budgets import SMOKE, get_budget
 from repro.checkpoint import load_checkpoint, state_fingerprint
 from repro.cli import main
 from repro.compare import comparison_rows
+from repro.error_model import metric_error
 from repro.configs import CONFIGURATIONS
 from repro.expected import load_expected
 from repro.pipeline import Pipeline, RunSettings
@@ -171,11 +172,12 @@ def write_result(folder, config_id, clean, robust, variants):
     path = folder / config_id / "result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"budget": dataclasses.asdict(SMOKE), "variants": variants,
-                                "metrics": {"clean_error": clean, "autoattack_error": robust}}))
+                                "metrics": {"clean_error": clean, "autoattack_error": robust,
+                                            "n_clean": SMOKE.n_test, "n_robust": SMOKE.n_robust}}))
 
 
 def test_comparison_shows_each_reading_beside_the_paper(tmp_path, capsys):
-    write_result(tmp_path / "smoke" / "seed0", "adv", 25.0, 60.0, {})  # paper: 17.67 +-3, 58.4 +-5
+    write_result(tmp_path / "smoke" / "seed0", "adv", 25.0, 60.0, {})  # paper: 17.67, 58.4
     write_result(tmp_path / "smoke+attack_bn=eval" / "seed0", "adv", 18.0, 70.0, {"attack_bn": "eval"})
     write_result(tmp_path / "smoke+attack_bn=eval+adv_fraction=0.5" / "seed0", "adv", 17.7, 58.4, {})  # a combination
     rows = {(e["row"], e["metric"]): e for e in comparison_rows(load_expected(), tmp_path, SMOKE, 0)
@@ -185,4 +187,8 @@ def test_comparison_shows_each_reading_beside_the_paper(tmp_path, capsys):
     assert robust["closest"] == "train" and robust["within"], robust
     assert main(["report", "--variants", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| ADV | clean | 17.67 | ±3 | 25.00 | 18.00 | eval (within tolerance) |" in out, out
+    # The tolerance is the error model's for one run at the smoke budget's evaluation sizes.
+    tolerance = metric_error(load_expected()["error_model"], load_expected()["table2"]["adv"], "clean_error",
+                             SMOKE.n_test, [18.0]).tolerance
+    assert clean["tolerance"] == tolerance, clean
+    assert f"| ADV | clean | 17.67 | ±{tolerance:.2f} | 25.00 | 18.00 | eval (within tolerance) |" in out, out
