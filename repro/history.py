@@ -29,12 +29,13 @@ from filelock import FileLock
 
 from repro.budgets import BUDGETS
 from repro.configs import CONFIGURATIONS
+from repro.error_model import binomial_se
+from repro.expected import load_expected
 from repro.provenance import PACKAGE_DIR, git_commit
 
 HISTORY_NAME = "history.jsonl"
 RUN_ID_ENV = "REPRO_RUN_ID"  # one night across processes (pytest-xdist workers share PYTEST_XDIST_TESTRUNUID)
 ERROR_METRICS = {"clean_error": "n_clean", "pgd_error": "n_robust", "autoattack_error": "n_robust"}  # metric -> its n
-BAND_SIGMAS = 3.0  # the stated band: three standard errors (see allowed_move)
 
 
 class HistoryError(ValueError):
@@ -112,19 +113,31 @@ def read_history(path: Path) -> list[dict]:
     return entries
 
 
-def allowed_move(metric: str, n_before: int | None, n_after: int | None) -> float | None:
+def allowed_move(metric: str, row: str, before: dict, after: dict, model: dict | None = None) -> float | None:
     """How far (percentage points) an error rate may move between two nights before it is flagged.
 
-    STATED BAND, a stand-in until the error model of repro/error_model.py (issue 11) lands: swap
-    this function's body for that model's tolerance of a night-to-night difference. The band is
-    BAND_SIGMAS standard errors of the difference of two error rates measured on n_before and
-    n_after examples, at the worst case p = 0.5: 300 * sqrt(0.25/n1 + 0.25/n2) points (about 13
-    at the smoke budget's 256 attacked images, 6.7 at the paper's 1000). Metrics that are not
-    error rates (cross-entropy, mean normalised weight) have no band and are never flagged (None).
+    The error model of repro/error_model.py (issue 11), applied to a difference of two nights
+    instead of to ours-against-the-paper's: each night's binomial standard error at the rate
+    both nights estimate if nothing changed (their mean) and at its own n, plus the row kind's
+    seed-to-seed prior once per night (a GPU rerun is not bitwise repeatable, and a harmless
+    code change redraws a run as a new seed would), times the file's z:
+
+        allowed = z * sqrt(se(p, n_before)^2 + se(p, n_after)^2 + 2 * sd_prior^2)
+
+    No systematic allowance: both nights run the same budget and readings, so nothing the paper
+    leaves unsaid separates them. Metrics that are not error rates (cross-entropy, mean
+    normalised weight), and entries without an n, have no band and are never flagged (None).
     """
+    n_before, n_after = before.get("n"), after.get("n")
     if metric not in ERROR_METRICS or not n_before or not n_after:
         return None
-    return BAND_SIGMAS * 100.0 * math.sqrt(0.25 / n_before + 0.25 / n_after)
+    model = model or load_expected()
+    em = model["error_model"]
+    kind = model["table2"][row]["seed_sd_kind"] if row in model["table2"] else None
+    table2_metric = "clean_error" if metric == "clean_error" else "robust_error"  # PGD and AutoAttack are robust errors
+    sd = em["seed_sd_priors"][kind][table2_metric]["value"] if kind else 0.0
+    p = (before["value"] + after["value"]) / 2
+    return em["z"]["value"] * math.sqrt(binomial_se(p, n_before) ** 2 + binomial_se(p, n_after) ** 2 + 2 * sd ** 2)
 
 
 @dataclass(frozen=True)
@@ -176,10 +189,10 @@ def series(entries: list[dict]) -> dict[tuple, list[dict]]:
 
 def moves(entries: list[dict]) -> list[Move]:
     """Every move between consecutive nights of a series larger than allowed_move allows."""
-    found = []
+    found, model = [], load_expected()
     for key, points in series(entries).items():
         for before, after in zip(points, points[1:]):
-            allowed = allowed_move(key[-1], before.get("n"), after.get("n"))
+            allowed = allowed_move(key[-1], key[3], before, after, model)
             if allowed is not None and abs(after["value"] - before["value"]) > allowed:
                 found.append(Move(key, before, after, allowed))
     return found

@@ -1,5 +1,6 @@
 """The history of nights (repro/history.py, `repro history`), on synthetic result records."""
 
+import copy
 import json
 import multiprocessing
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 
 from repro.budgets import SMOKE
 from repro.cli import main
+from repro.expected import load_expected
 from repro.history import (allowed_move, append_results, commits_between, entries_of, history_figure, moves,
                            new_run, read_history, render_history)
 
@@ -54,24 +56,56 @@ def test_appended_nights_read_back_in_order(tmp_path):
     assert values == [65.0, 66.0], f"entries are appended, never rewritten: {values}"
 
 
-@pytest.mark.parametrize("n", [256, 1000])
-def test_band_is_three_standard_errors_of_a_difference(n):
-    assert allowed_move("autoattack_error", n, n) == pytest.approx(300 * (0.5 / n) ** 0.5), "stated band changed"
-    assert allowed_move("pgd_cross_entropy", n, n) is None, "only error rates have a band"
+def band(metric="autoattack_error", row="adv", value=50.0, n=256, model=None):
+    """allowed_move between two nights that measured `value` on `n` examples each."""
+    return allowed_move(metric, row, {"value": value, "n": n}, {"value": value, "n": n}, model)
+
+
+def test_band_shrinks_with_more_examples():
+    assert band(n=1000) < band(n=256), "an error rate measured on more examples may move less between nights"
+
+
+def test_band_is_widest_at_half_error():
+    assert band(value=50.0) > band(value=90.0) > band(value=100.0), "binomial noise peaks at p = 0.5"
+
+
+def test_band_at_zero_noise_is_the_seed_prior_alone():
+    model = load_expected()
+    prior = model["error_model"]["seed_sd_priors"]["adversarial_from_scratch"]["robust_error"]["value"]
+    z = model["error_model"]["z"]["value"]
+    assert band(value=100.0) == pytest.approx(z * prior * 2 ** 0.5), \
+        "at 100% error no binomial noise is left: z times the row kind's seed prior, once per night"
+
+
+def test_band_scales_with_the_files_z():
+    model = load_expected()
+    doubled = copy.deepcopy(model)
+    doubled["error_model"]["z"]["value"] *= 2
+    assert band(model=doubled) == pytest.approx(2 * band(model=model)), "the band is z standard deviations"
+
+
+def test_noisier_row_kind_gets_a_wider_band():
+    # NORMAL's clean-error prior (0.2) is below the BN-only rows' (1.0), at the same rate and n
+    assert band("clean_error", "normal_bn_only", value=100.0) > band("clean_error", "normal", value=100.0), \
+        "the band carries the row kind's seed-to-seed prior"
+
+
+def test_metrics_that_are_not_error_rates_have_no_band():
+    assert band("pgd_cross_entropy") is None, "only error rates have a band"
 
 
 @pytest.mark.parametrize("direction", [1, -1], ids=["up", "down"])
 @pytest.mark.parametrize("delta, flagged", [(-0.01, False), (0.01, True)])
 def test_move_is_flagged_just_outside_the_band(direction, delta, flagged):
-    band = allowed_move("autoattack_error", 256, 256)
-    entries = (entries_of(record(aa=50.0), night("2025-01-01T00:00:00Z"))
-               + entries_of(record(aa=50.0 + direction * (band + delta)), night("2025-01-02T00:00:00Z")))
+    move = direction * (band(value=50.0) + delta)  # centred on 50%, so the pair's mean rate is 50% and so is its band
+    entries = (entries_of(record(aa=50.0 - move / 2), night("2025-01-01T00:00:00Z"))
+               + entries_of(record(aa=50.0 + move / 2), night("2025-01-02T00:00:00Z")))
     found = [(m.series[3], m.series[4]) for m in moves(entries)]
     assert found == ([("adv", "autoattack_error")] if flagged else []), f"move of ±(band{delta:+}) flagged: {found}"
 
 
 def test_only_consecutive_nights_are_compared():
-    # 60 -> 70 -> 80: each step inside the ±13.3 band, the 20-point drift over two nights is not a flagged step
+    # 60 -> 70 -> 80: each step inside its band (about ±12-13 points at n = 256), the 20-point drift over two nights is not a flagged step
     entries = [e for i, aa in enumerate([60.0, 70.0, 80.0])
                for e in entries_of(record(aa=aa), night(f"2025-01-0{i + 1}T00:00:00Z"))]
     assert moves(entries) == [], "moves compare each night with the one before"
