@@ -25,7 +25,7 @@ from repro.data import CIFAR10, DataError, check_cifar10_present
 from repro.expected import ExpectedResultsError, load_expected
 from repro.history import append_results, history_path
 from repro.pipeline import Pipeline, RunSettings, dependency_order
-from repro.provenance import device_description, resolve_device
+from repro.provenance import device_description, git_commit, resolve_device
 from repro.report import write_report, write_seed_report
 from repro.seeds import check_seeds, for_each_seed
 from repro.timing import estimate_seconds, measure_rates, row_seconds
@@ -530,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    git_commit()  # the code this process loaded, before a long run gives anyone time to commit
     try:
         return args.func(args)
     except USER_ERRORS as error:

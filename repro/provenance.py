@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import sys
@@ -13,8 +14,14 @@ import torch
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The repository's HEAD commit, suffixed '+dirty' when the tree has changes; 'unknown' outside git."""
+    """The repository's HEAD commit, suffixed '+dirty' when the tree has changes; 'unknown' outside git.
+
+    Read once per process, at the first call (`repro` calls it as it starts): a commit made while a
+    long run trains must not relabel the code that run loaded. Measured: a two-hour cifar_cpu run
+    started at one commit recorded the next commit, and "+dirty", in rows written after it.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

@@ -25,7 +25,7 @@ from repro.cli import parse_overrides
 from repro.expected import load_expected
 from repro.history import append_results, history_path
 from repro.pipeline import Pipeline, RunSettings
-from repro.provenance import code_version
+from repro.provenance import code_version, git_commit
 from repro.seeds import mean_records, parse_seeds
 from repro.variants import parse_variant_list
 
@@ -95,6 +95,7 @@ def seeds(request) -> list[int]:
 def pipelines(request, budget, seeds):
     """One Pipeline per seed, all caching into .repro_cache/<code version>/BUDGET/seedS/."""
     option = request.config.getoption
+    git_commit()  # recorded as the session starts: a commit made during a long nightly must not relabel it
     settings = RunSettings(
         budget=budget,
         seed=seeds[0],
