@@ -347,7 +347,7 @@ def cmd_submit(args) -> int:
 
     from repro.history import new_run
     from repro.pipeline import load_data
-    from repro.submit import Resources, RowJob, plan, run_locally, slurm_dependency, submit_to_slurm
+    from repro.submit import OVER_SEEDS, Resources, RowJob, plan, run_locally, slurm_dependency, submit_to_slurm
 
     budget = get_budget(args.budget, parse_overrides(args.set))
     ids = args.configs or list(CONFIGURATIONS)
@@ -378,7 +378,9 @@ def cmd_submit(args) -> int:
         for spec in specs:
             print(f"{ids_of[spec.key]:>12}  {spec.key:<36} {slurm_dependency(spec, ids_of) or ''}")
         print(f"\n{len(jobs)} Slurm jobs submitted (logs: {folder}); follow them with `squeue -u $USER`. "
-              f"Job {ids_of['report']} writes {out / budget.run_name}/seedS/report.md; then `repro history --out {out}`.")
+              f"Job {ids_of['report']} writes {out / budget.run_name}/seedS/report.md"
+              + (f" and the report over seeds, {out / budget.run_name}/report.md" if len(seeds) > 1 else "")
+              + f"; then `repro history --out {out}`.")
         return 0
 
     def on_end(key, outcome):
@@ -393,7 +395,7 @@ def cmd_submit(args) -> int:
     outcomes = run_locally(specs, folder, cluster, parallel=args.local_parallel, on_end=on_end)
     status, reports = outcomes["report"]
     for seed, report in (reports.items() if status == "done" else []):
-        print(f"\n{report['text']}\nreport (seed {seed}): {report['report']}")
+        print(f"\n{report['text']}\nreport ({seed if seed == OVER_SEEDS else f'seed {seed}'}): {report['report']}")
     failed = sorted(key for key, (status, _) in outcomes.items() if status != "done")
     print(f"\n{len(specs)} jobs through submitit ({cluster}), budget {budget.name}, seeds {' '.join(map(str, seeds))}, "
           f"{time.perf_counter() - started:.0f} s" + (f"; not done: {', '.join(failed)}" if failed else "")

@@ -32,9 +32,10 @@ from repro.expected import load_expected
 from repro.history import append_results, history_path
 from repro.pipeline import Pipeline, RunSettings, dependency_order
 from repro.provenance import resolve_device
-from repro.report import write_report
+from repro.report import write_report, write_seed_report
 
 CLUSTERS = ("auto", "slurm", "local", "debug")  # auto: Slurm where `srun` exists, else local processes
+OVER_SEEDS = "over seeds"  # the report job's key for OUT/BUDGET/report.md beside the per-seed ones
 REPORT_TIME_MIN = 60  # figures and report only: no training
 POLL_SECONDS = 2.0  # how often the local scheduler looks at its running jobs
 
@@ -119,7 +120,8 @@ class RowJob:
 
 @dataclass(frozen=True)
 class ReportJob:
-    """Figures 1-3 and the report of every seed's run folder; idempotent, so requeueing reruns it."""
+    """Figures 1-3 and the report of every seed's run folder, and with several seeds the report over
+    seeds (OUT/BUDGET/report.md); idempotent, so requeueing reruns it."""
 
     budget: Budget
     seeds: tuple[int, ...]
@@ -143,6 +145,9 @@ class ReportJob:
                 figures = [f"no figures: {str(error).splitlines()[0]}"]
             text, path = write_report(pipeline.run_folder, expected, self.budget)
             outcome[seed] = {"report": str(path), "text": text, "figures": figures}
+        if len(self.seeds) > 1:  # as `repro reproduce --seeds`: mean ± SD per row, judged on seed means
+            text, path = write_seed_report(pipeline.budget_folder, list(self.seeds), expected, self.budget)
+            outcome[OVER_SEEDS] = {"report": str(path), "text": text, "figures": []}
         return outcome
 
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:

@@ -198,6 +198,10 @@ def test_cli_submit_runs_rows_in_order_then_the_report_and_records_the_night(tmp
     assert {s for s, _ in ended} == {"done"}, out
     reports = sorted(tmp_path.glob("*/seed*/report.md"))
     assert [p.parent.name for p in reports] == ["seed0", "seed1"], f"one report per seed: {reports}"
+    over_seeds = list(tmp_path.glob("*/report.md"))
+    assert len(over_seeds) == 1 and "mean ± SD over seeds 0, 1" in over_seeds[0].read_text(), \
+        f"the report job also writes the report over seeds beside the seed folders: {over_seeds}"
+    assert "report (over seeds)" in out, "and prints it"
     entries = read_history(tmp_path / "history.jsonl")
     assert {(e["row"], e["seed"]) for e in entries} == {(r, s) for r in ("normal", "bn_params") for s in (0, 1)}, \
         "every row job appends to the history"
