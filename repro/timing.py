@@ -6,6 +6,7 @@ steps on random CIFAR-shaped data; estimates scale those rates by each row's epo
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -25,13 +26,22 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _rate(run, batch_size: int, device: torch.device, repeats: int) -> float:
+    """Images per second of the fastest of `repeats` timed calls (after one warm-up call).
+
+    The fastest, not the mean: a call is only ever slowed by something else (another process, a
+    page fault, the scheduler), so the minimum time is the estimate of the code's own cost, as
+    Python's timeit advises. One slow call in a mean of few (the refusal's estimate times short
+    steps) can otherwise multiply a row's estimate several times.
+    """
     run()  # warm-up: kernel selection, compilation, allocator
     _synchronize(device)
-    started = time.perf_counter()
+    fastest = math.inf
     for _ in range(repeats):
+        started = time.perf_counter()
         run()
-    _synchronize(device)
-    return repeats * batch_size / (time.perf_counter() - started)
+        _synchronize(device)
+        fastest = min(fastest, time.perf_counter() - started)
+    return batch_size / fastest
 
 
 def measure_rates(budget: Budget, device: torch.device, batch_size: int | None = None, repeats: int = 2) -> dict[str, float]:
@@ -73,5 +83,5 @@ def row_seconds(config: Configuration, budget: Budget, rates: dict[str, float], 
 def estimate_seconds(budget: Budget, configs: list[Configuration], device: torch.device, n_train: int,
                      rates: dict[str, float] | None = None) -> float:
     """Estimated seconds to train and evaluate `configs` under `budget` on `device`."""
-    rates = rates or measure_rates(budget, device, batch_size=16, repeats=1)  # order of magnitude only
+    rates = rates or measure_rates(budget, device, batch_size=16, repeats=3)  # order of magnitude, a few seconds
     return sum(row_seconds(c, budget, rates, n_train) for c in configs)
