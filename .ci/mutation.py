@@ -34,8 +34,8 @@ MODULES = {
     "data": ["tests/unit/test_data.py"],  # only its augmentation functions are mutated, see AUGMENTATION
     "training": ["tests/unit/test_training.py"],
 }
-AUGMENTATION = ["repro.data.x_augment*", "repro.data.x_random_crop_flip*", "repro.data.x_autoaugment*",
-                "repro.data.x_to_float*"]
+AUGMENTATION = ["repro.runs.data.x_augment*", "repro.runs.data.x_random_crop_flip*", "repro.runs.data.x_autoaugment*",
+                "repro.runs.data.x_to_float*"]
 
 
 def run_module(module: str) -> dict:

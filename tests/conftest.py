@@ -15,7 +15,7 @@ settings.register_profile("explore", derandomize=False)
 settings.register_profile("mutation", derandomize=True, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
-from repro.model import ResNet20
+from repro.mechanics.model import ResNet20
 
 
 # Options of the reproduction tier (tests/repro); registered here because pytest reads
@@ -65,11 +65,11 @@ def trained_tiny_model():
     Deterministic (fixed seeds, fixed data); about 6 s on a 2-core CPU, where it reaches ~88%
     clean accuracy (PGD-10 at 8/255: ~12%).
     """
-    from repro.attacks import PGDSettings
-    from repro.configs import NORMAL
-    from repro.data import synthetic_dataset, to_float
-    from repro.freeze import apply_configuration
-    from repro.train_step import train_step
+    from repro.mechanics.attacks import PGDSettings
+    from repro.paper.configs import NORMAL
+    from repro.runs.data import synthetic_dataset, to_float
+    from repro.mechanics.freeze import apply_configuration
+    from repro.mechanics.train_step import train_step
 
     torch.manual_seed(0)
     data = synthetic_dataset(n_train=2048, n_test=128, seed=0)
@@ -92,7 +92,7 @@ def make_micro_budget(**changes):
     """The smoke budget shrunk to seconds: the machinery, not the numbers, is under test."""
     import dataclasses
 
-    from repro.budgets import SMOKE
+    from repro.paper.budgets import SMOKE
 
     micro = dict(
         name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=2, epochs_adversarial=2,

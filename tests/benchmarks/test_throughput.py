@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from repro.attacks import PGDSettings, pgd
-from repro.budgets import SMOKE
-from repro.configs import ADV, NORMAL
-from repro.data import augment, synthetic_split, to_float
-from repro.evaluate import autoattack_evaluation, freeze_for_evaluation
-from repro.freeze import apply_configuration
-from repro.model import ResNet20
-from repro.train_step import train_step
+from repro.mechanics.attacks import PGDSettings, pgd
+from repro.paper.budgets import SMOKE
+from repro.paper.configs import ADV, NORMAL
+from repro.runs.data import augment, synthetic_split, to_float
+from repro.runs.evaluate import autoattack_evaluation, freeze_for_evaluation
+from repro.mechanics.freeze import apply_configuration
+from repro.mechanics.model import ResNet20
+from repro.mechanics.train_step import train_step
 
 pytestmark = pytest.mark.bench  # excluded from the default run (pyproject addopts: -m 'not slow and not bench')
 

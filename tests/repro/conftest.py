@@ -6,7 +6,7 @@ train take a `seed` parameter, so pytest-xdist spreads (row, seed) pairs over it
 Table 2 and the claims are judged on seed means;
 the paper budget needs CIFAR-10 (--repro-data-dir / REPRO_DATA_DIR) and a CUDA GPU, and skips
 saying so without one. --repro-variant / REPRO_VARIANT="CHOICE=READING,..." runs the rows under
-readings of the paper's open choices (repro/variants.py; default: none, the registry's rows).
+readings of the paper's open choices (repro/paper/variants.py; default: none, the registry's rows).
 Runs are cached under --repro-cache / REPRO_CACHE (default .repro_cache/), keyed by code
 version, budget, seed, readings and configuration, so the fine-tuning rows reuse NORMAL and a
 rerun after a crash resumes. Under pytest-xdist each worker takes its own GPU
@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro.budgets import get_budget
-from repro.cli import parse_overrides
-from repro.expected import load_expected
-from repro.history import append_results, history_path
-from repro.pipeline import Pipeline, RunSettings
-from repro.provenance import code_version, git_commit
-from repro.seeds import mean_records, parse_seeds
-from repro.variants import parse_variant_list
+from repro.paper.budgets import get_budget
+from repro.cli.main import parse_overrides
+from repro.paper.expected import load_expected
+from repro.verdicts.history import append_results, history_path
+from repro.runs.pipeline import Pipeline, RunSettings
+from repro.runs.provenance import code_version, git_commit
+from repro.runs.seeds import mean_records, parse_seeds
+from repro.paper.variants import parse_variant_list
 
 
 def chosen_budget(config):
@@ -124,7 +124,7 @@ def seed_results(pipelines):
 
     class Results(dict):
         def __missing__(self, key):
-            from repro.configs import get_configuration
+            from repro.paper.configs import get_configuration
 
             config_id, seed = key
             self[key] = pipelines[seed].result(get_configuration(config_id))
@@ -159,5 +159,5 @@ def per_seed_results(seed_results, seeds):
 
 @pytest.fixture(scope="session")
 def mean_results(per_seed_results, seeds):
-    """getter(config_ids) -> seed-mean records of those rows (repro.seeds.mean_records)."""
+    """getter(config_ids) -> seed-mean records of those rows (repro.runs.seeds.mean_records)."""
     return lambda config_ids: mean_records(per_seed_results(config_ids), seeds)

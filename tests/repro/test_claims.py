@@ -2,7 +2,7 @@
 
 import pytest
 
-from repro.expected import check_claim, claim_configurations, load_expected
+from repro.paper.expected import check_claim, claim_configurations, load_expected
 
 pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from repro.configs import CONFIGURATIONS
-from repro.report import write_report, write_seed_report
+from repro.paper.configs import CONFIGURATIONS
+from repro.verdicts.report import write_report, write_seed_report
 
 pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
 

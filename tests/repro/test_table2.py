@@ -1,10 +1,10 @@
 """Every Table 2 row trains and evaluates for every seed; at the paper budget its seed mean is
-consistent with the paper under the error model (repro/error_model.py)."""
+consistent with the paper under the error model (repro/verdicts/error_model.py)."""
 
 import pytest
 
-from repro.configs import CONFIGURATIONS
-from repro.report import table2_rows
+from repro.paper.configs import CONFIGURATIONS
+from repro.verdicts.report import table2_rows
 
 pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
 

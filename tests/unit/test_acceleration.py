@@ -13,16 +13,16 @@ import io
 import pytest
 import torch
 
-from repro.acceleration import (
+from repro.mechanics.acceleration import (
     BF16_LOGIT_RELATIVE_TOLERANCE, FP32_LOGIT_RELATIVE_TOLERANCE, Acceleration, Autocast, cpp_compiler, plan,
     unwrap, wrap,
 )
-from repro.attacks import PGDSettings, evaluation_pgd, pgd
-from repro.budgets import SMOKE
-from repro.configs import ADV, BN_ONLY_PARAMS, BN_STATS_NO_RESET
-from repro.freeze import apply_configuration, bn_buffers
-from repro.model import ResNet20
-from repro.train_step import train_step
+from repro.mechanics.attacks import PGDSettings, evaluation_pgd, pgd
+from repro.paper.budgets import SMOKE
+from repro.paper.configs import ADV, BN_ONLY_PARAMS, BN_STATS_NO_RESET
+from repro.mechanics.freeze import apply_configuration, bn_buffers
+from repro.mechanics.model import ResNet20
+from repro.mechanics.train_step import train_step
 
 EPSILON = 8 / 255
 WRAPPERS = {
@@ -165,8 +165,8 @@ def test_cpu_runs_bf16_and_compile_when_the_budget_asks():
 
 
 def test_training_with_bf16_on_a_cpu_runs_it_and_checkpoints_a_plain_model(tmp_path):
-    from repro.data import synthetic_dataset
-    from repro.training import load_trained_model, train
+    from repro.runs.data import synthetic_dataset
+    from repro.runs.training import load_trained_model, train
     from tests.conftest import make_micro_budget
 
     budget = make_micro_budget(n_train=64, epochs_adversarial=1)  # one step
@@ -262,7 +262,7 @@ def test_compiled_models_checkpoint_loads_into_a_plain_one(compiled_run):
 
 
 def test_cli_refuses_compile_without_a_compiler_in_one_line(capsys, tmp_path, monkeypatch):
-    from repro.cli import main
+    from repro.cli.main import main
 
     monkeypatch.setattr("shutil.which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
-from repro.attacks import PGDSettings, pgd
-from repro.freeze import bn_buffers
-from repro.model import ResNet20
+from repro.mechanics.attacks import PGDSettings, pgd
+from repro.mechanics.freeze import bn_buffers
+from repro.mechanics.model import ResNet20
 
 EPS = 8 / 255
 

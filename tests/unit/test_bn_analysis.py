@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.bn_analysis import fold_bn, fold_conv_bn, fold_model, mean_m_per_layer, mean_normalized_weight
-from repro.model import ResNet20
+from repro.mechanics.bn_analysis import fold_bn, fold_conv_bn, fold_model, mean_m_per_layer, mean_normalized_weight
+from repro.mechanics.model import ResNet20
 
 finite = st.floats(-10, 10, allow_nan=False)
 positive = st.floats(1e-3, 100, allow_nan=False)
@@ -93,8 +93,8 @@ def test_untracked_statistics_are_rejected():
 
 
 def test_mean_abs_gamma_per_layer_by_hand():
-    from repro.bn_analysis import mean_abs_gamma_per_layer
-    from repro.model import bn_layers
+    from repro.mechanics.bn_analysis import mean_abs_gamma_per_layer
+    from repro.mechanics.model import bn_layers
 
     model = ResNet20(width=2)
     with torch.no_grad():

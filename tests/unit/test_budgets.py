@@ -2,8 +2,8 @@
 
 import pytest
 
-from repro.budgets import BUDGETS, PAPER, get_budget
-from repro.data import CIFAR10, SYNTHETIC
+from repro.paper.budgets import BUDGETS, PAPER, get_budget
+from repro.runs.data import CIFAR10, SYNTHETIC
 
 
 def test_paper_budget_is_the_papers_protocol():

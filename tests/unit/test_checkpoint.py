@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from repro.checkpoint import (
+from repro.runs.checkpoint import (
     CheckpointError, atomic_write_bytes, load_checkpoint, run_lock, save_checkpoint,
 )
 
@@ -28,7 +28,7 @@ def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
     def crash(_fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr("repro.checkpoint.os.fsync", crash)
+    monkeypatch.setattr("repro.runs.checkpoint.os.fsync", crash)
     with pytest.raises(OSError, match="disk full"):  # the injected error itself, not some other OSError
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old", "an interrupted write must not damage the previous file"

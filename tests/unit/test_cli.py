@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from repro.budgets import get_budget
-from repro.checkpoint import load_checkpoint, state_fingerprint
-from repro.cli import main
-from repro.configs import CONFIGURATIONS
+from repro.paper.budgets import get_budget
+from repro.runs.checkpoint import load_checkpoint, state_fingerprint
+from repro.cli.main import main
+from repro.paper.configs import CONFIGURATIONS
 
 MICRO_SETS = {"n_train": "128", "n_test": "64", "batch_size": "64", "epochs_clean": "1", "epochs_adversarial": "1",
               "epochs_finetune": "1", "train_attack_steps": "1", "eval_pgd_steps": "1", "n_robust": "16",
@@ -60,7 +60,7 @@ def test_cifar_budget_without_data_dir_says_what_to_pass(capsys, tmp_path):
 
 def test_paper_budget_on_cpu_gives_estimate(capsys, tmp_path, monkeypatch):
     rates = {"clean_step": 20.0, "adversarial_step": 2.0, "forward_adversarial": 2.0, "pgd_eval": 2.0}
-    monkeypatch.setattr("repro.timing.measure_rates", lambda *a, **k: rates)  # this CPU at width 64, roughly
+    monkeypatch.setattr("repro.runs.timing.measure_rates", lambda *a, **k: rates)  # this CPU at width 64, roughly
     code, _, err = run(capsys, "reproduce", "--budget", "paper", "--device", "cpu", "--out", str(tmp_path),
                        "--data-dir", str(tmp_path), "--download")  # data is checked first; --download defers it
     assert code == 2 and "hours" in err and "--allow-slow" in err, err
@@ -199,14 +199,14 @@ SLOW_RATES = {"clean_step": 2.0, "adversarial_step": 0.2, "forward_adversarial":
 def test_missing_data_is_reported_before_measuring_throughput(capsys, tmp_path, monkeypatch):
     def measured(*args, **kwargs):
         raise AssertionError("throughput measured before the data was checked")
-    monkeypatch.setattr("repro.timing.measure_rates", measured)
+    monkeypatch.setattr("repro.runs.timing.measure_rates", measured)
     code, _, err = run(capsys, "reproduce", "--budget", "cifar_cpu", "--data-dir", str(tmp_path / "nonexistent"),
                        "--device", "cpu", "--out", str(tmp_path))
     assert code == 2 and "--download" in err and "throughput" not in err, err
 
 
 def test_refusal_never_suggests_the_budget_asked_for(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("repro.timing.measure_rates", lambda *a, **k: SLOW_RATES)
+    monkeypatch.setattr("repro.runs.timing.measure_rates", lambda *a, **k: SLOW_RATES)
     code, _, err = run(capsys, "reproduce", "--budget", "cifar_cpu", "--data-dir", str(tmp_path), "--download",
                        "--device", "cpu", "--out", str(tmp_path))
     assert code == 2 and "--allow-slow" in err, err
@@ -214,7 +214,7 @@ def test_refusal_never_suggests_the_budget_asked_for(capsys, tmp_path, monkeypat
 
 
 def test_refusal_under_load_says_the_estimate_is_an_upper_bound(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("repro.timing.measure_rates", lambda *a, **k: SLOW_RATES)
+    monkeypatch.setattr("repro.runs.timing.measure_rates", lambda *a, **k: SLOW_RATES)
     monkeypatch.setattr("os.getloadavg", lambda: (64.0, 64.0, 64.0))
     code, _, err = run(capsys, "reproduce", "--budget", "paper", "--device", "cpu", "--data-dir", str(tmp_path),
                        "--download", "--out", str(tmp_path))

@@ -17,8 +17,8 @@ def worker(out, config_id):
     import torch
 
     torch.set_num_threads(1)  # three processes on two cores: no oversubscription
-    from repro.configs import get_configuration
-    from repro.pipeline import Pipeline, RunSettings
+    from repro.paper.configs import get_configuration
+    from repro.runs.pipeline import Pipeline, RunSettings
     from tests.conftest import make_micro_budget
 
     budget = make_micro_budget(epochs_adversarial=1, epochs_finetune=1, eval_pgd_steps=1, n_robust=16,

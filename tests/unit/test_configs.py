@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-from repro.configs import (
+from repro.paper.configs import (
     AUTOAUGMENT, CONFIGURATIONS, CROP_FLIP, FROM_NORMAL, RANDOM_INIT, STATS_FROZEN,
     UnknownConfigurationError, get_configuration, table1_percent, trainable_fraction,
 )
-from repro.model import PARAMETER_GROUPS, ResNet20, count_parameters
+from repro.mechanics.model import PARAMETER_GROUPS, ResNet20, count_parameters
 
 TABLE2_LABELS = [
     "NORMAL", "NORMAL +BN ONLY", "NORMAL +BN ONLY + log + conv1", "ADV", "ADV +BN ONLY",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from repro.data import (
+from repro.runs.data import (
     DataError, augment, load_cifar10, random_crop_flip, robust_eval_subset, synthetic_dataset, synthetic_split,
 )
 
@@ -112,7 +112,7 @@ def test_augment_returns_unit_range_floats(augmentation):
 def test_autoaugment_draws_per_sample():
     torch.manual_seed(0)
     image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).repeat(32, 1, 1, 1)
-    from repro.data import autoaugment
+    from repro.runs.data import autoaugment
 
     out = autoaugment(image)
     distinct = len({o.numpy().tobytes() for o in out})
@@ -247,7 +247,7 @@ def test_corrupt_cifar_batch_names_file(tmp_path):
 
 
 def test_seeded_autoaugment_draws_per_sample():
-    from repro.data import autoaugment
+    from repro.runs.data import autoaugment
 
     image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).repeat(32, 1, 1, 1)
     out = autoaugment(image, torch.Generator().manual_seed(0))
@@ -256,7 +256,7 @@ def test_seeded_autoaugment_draws_per_sample():
 
 
 def test_seeded_autoaugment_ignores_the_global_rng():
-    from repro.data import autoaugment
+    from repro.runs.data import autoaugment
 
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
@@ -268,7 +268,7 @@ def test_seeded_autoaugment_ignores_the_global_rng():
 
 
 def test_prefetched_autoaugment_gives_each_batch_its_seeded_images_in_order():
-    from repro.data import autoaugment, prefetched_autoaugment
+    from repro.runs.data import autoaugment, prefetched_autoaugment
 
     images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     batches = [torch.arange(k * 8, (k + 1) * 8).flip(0) for k in range(5)]

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro.distances import fraction_where, wasserstein1
+from repro.verdicts.distances import fraction_where, wasserstein1
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
 samples = st.lists(finite, min_size=1, max_size=30)

@@ -8,10 +8,10 @@ import pytest
 import pyautoattack
 import torch
 
-from repro.attacks import evaluation_pgd
-from repro.budgets import SMOKE
-from repro.data import Dataset, to_float
-from repro.evaluate import autoattack_evaluation, error_percent, evaluate, predict
+from repro.mechanics.attacks import evaluation_pgd
+from repro.paper.budgets import SMOKE
+from repro.runs.data import Dataset, to_float
+from repro.runs.evaluate import autoattack_evaluation, error_percent, evaluate, predict
 
 BUDGET = dataclasses.replace(SMOKE, eval_batch_size=64)
 
@@ -110,7 +110,7 @@ def attacked_indices(model, data, budget):
     Every model input seen with gradients enabled is an attack's input; each is matched to the
     test image it lies nearest to (the images are binary patterns, 1 apart in L-inf).
     """
-    from repro.evaluate import evaluate
+    from repro.runs.evaluate import evaluate
 
     seen = []
     model.register_forward_pre_hook(
@@ -127,8 +127,8 @@ def attacked_indices(model, data, budget):
 
 
 def test_evaluation_attacks_exactly_the_first_n_robust_images():
-    from repro.data import Dataset
-    from repro.model import ResNet20
+    from repro.runs.data import Dataset
+    from repro.mechanics.model import ResNet20
     from tests.conftest import make_micro_budget
 
     budget = make_micro_budget(n_test=64, n_robust=24, eval_batch_size=16, eval_pgd_steps=2, autoattack_iterations=2)

@@ -5,8 +5,8 @@ import operator
 
 import pytest
 
-from repro.configs import CONFIGURATIONS
-from repro.expected import ExpectedResultsError, check_claim, load_expected, validate
+from repro.paper.configs import CONFIGURATIONS
+from repro.paper.expected import ExpectedResultsError, check_claim, load_expected, validate
 
 EXPECTED = load_expected()
 

@@ -10,16 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.bn_analysis import mean_normalized_weight
-from repro.checkpoint import CheckpointError, save_checkpoint
-from repro.configs import CONFIGURATIONS
-from repro.data import synthetic_dataset
-from repro.figures import (
+from repro.mechanics.bn_analysis import mean_normalized_weight
+from repro.runs.checkpoint import CheckpointError, save_checkpoint
+from repro.paper.configs import CONFIGURATIONS
+from repro.runs.data import synthetic_dataset
+from repro.figures.make import (
     FIGURE1_QUANTITIES, PAPER_LAYER_INDEX, average_difference, bn_histogram_data, confidence_logit_data,
     figure2_data, load_figure_models, make_figures, mean_m_per_layer, shared_histograms,
 )
-from repro.model import ResNet20, bn_layers
-from repro.training import CHECKPOINT_NAME, run_identity
+from repro.mechanics.model import ResNet20, bn_layers
+from repro.runs.training import CHECKPOINT_NAME, run_identity
 
 N_BN_LAYERS = 21  # conv1's BN, 9 blocks x 2, and 2 projection shortcuts
 
@@ -215,7 +215,7 @@ def test_figure3_bins_are_shared(figure3):
 
 @pytest.fixture(scope="module")
 def written(models, tmp_path_factory):
-    from repro.budgets import SMOKE
+    from repro.paper.budgets import SMOKE
 
     budget = dataclasses.replace(SMOKE, width=2, n_robust=8, eval_pgd_steps=1)
     run_folder = tmp_path_factory.mktemp("run")
@@ -244,7 +244,7 @@ def test_make_figures_json_holds_the_numbers(written, number, key):
 
 
 def test_figure3_distances_to_adv_are_computed_from_the_stored_confidences(figure3):
-    from repro.distances import wasserstein1
+    from repro.verdicts.distances import wasserstein1
 
     stored = figure3["models"]
     distances = figure3["wasserstein1"]["confidence"]

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-import repro.train_step
-from repro.attacks import PGDSettings
-from repro.configs import (
+import repro.mechanics.train_step
+from repro.mechanics.attacks import PGDSettings
+from repro.paper.configs import (
     ADVERSARIAL, BN_EVAL, BN_TRAIN, CLEAN, CONFIGURATIONS, FORWARD_ADVERSARIAL, STATS_FROZEN, STATS_RESET, STATS_UPDATE,
 )
-from repro.freeze import apply_configuration, bn_buffers, train_mode
-from repro.model import BN, CONV1, LOGITS, REST, ResNet20, bn_layers, count_parameters
-from repro.train_step import train_step
+from repro.mechanics.freeze import apply_configuration, bn_buffers, train_mode
+from repro.mechanics.model import BN, CONV1, LOGITS, REST, ResNet20, bn_layers, count_parameters
+from repro.mechanics.train_step import train_step
 
 ALL = {BN, LOGITS, CONV1, REST}
 # Written out per Table 2 row, independently of the registry's `trainable` field.
@@ -101,7 +101,7 @@ def test_attack_bn_mode_is_expected(config_id):
 
 def attack_spy(monkeypatch, model):
     """Record, for every forward pass inside the training step's PGD call, whether BN layers train."""
-    real_pgd = repro.train_step.pgd
+    real_pgd = repro.mechanics.train_step.pgd
     seen = {"calls": 0, "bn_training": set()}
     inside = [False]
 
@@ -117,7 +117,7 @@ def attack_spy(monkeypatch, model):
         if inside[0]:
             seen["bn_training"].add(layer.training)
 
-    monkeypatch.setattr(repro.train_step, "pgd", spy)
+    monkeypatch.setattr(repro.mechanics.train_step, "pgd", spy)
     for _, layer in bn_layers(model):
         layer.register_forward_pre_hook(hook)
     return seen

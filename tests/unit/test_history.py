@@ -1,4 +1,4 @@
-"""The history of nights (repro/history.py, `repro history`), on synthetic result records."""
+"""The history of nights (repro/verdicts/history.py, `repro history`), on synthetic result records."""
 
 import copy
 import json
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from repro.budgets import SMOKE
-from repro.cli import main
-from repro.expected import load_expected
-from repro.history import (allowed_move, append_results, commits_between, entries_of, history_figure, moves,
+from repro.paper.budgets import SMOKE
+from repro.cli.main import main
+from repro.paper.expected import load_expected
+from repro.verdicts.history import (allowed_move, append_results, commits_between, entries_of, history_figure, moves,
                            new_run, read_history, render_history)
 
 ENTRY_FIELDS = {"date", "run", "commit", "budget", "overrides", "readings", "seed", "row", "metric", "value", "n",
@@ -142,7 +142,7 @@ def test_commits_between_names_the_later_commits(git_repo):
 
 def test_render_names_the_moved_row_and_the_commits_between(git_repo, monkeypatch):
     repo, (first, _, third) = git_repo
-    monkeypatch.setattr("repro.history.PACKAGE_DIR", repo)
+    monkeypatch.setattr("repro.verdicts.history.PACKAGE_DIR", repo)
     entries = (entries_of(record(aa=60.0), night("2025-01-01T00:00:00Z", first))
                + entries_of(record(row="normal", clean=10.0), night("2025-01-01T00:00:00Z", first))
                + entries_of(record(aa=90.0), night("2025-01-02T00:00:00Z", third))

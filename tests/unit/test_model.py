@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from repro.configs import table1_percent
-from repro.model import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST, ResNet20, bn_layers, count_parameters, parameters_in
+from repro.paper.configs import table1_percent
+from repro.mechanics.model import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST, ResNet20, bn_layers, count_parameters, parameters_in
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
-"""Provenance: the commit a result records is the code its process loaded (repro/provenance.py)."""
+"""Provenance: the commit a result records is the code its process loaded (repro/runs/provenance.py)."""
 
 import subprocess
 
 import pytest
 
-from repro import provenance
+from repro.runs import provenance
 
 
 def commit_all(repo, message):

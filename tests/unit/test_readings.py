@@ -1,4 +1,4 @@
-"""Every reading of the paper's open choices does exactly what it says (repro/variants.py).
+"""Every reading of the paper's open choices does exactly what it says (repro/paper/variants.py).
 
 Each test trains or augments under a reading selected the way the command line selects it
 (apply_variants on the registry row) and observes what the model saw or kept: BN modes and
@@ -11,19 +11,19 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import repro.data
-import repro.train_step
-import repro.training
-from repro.attacks import PGDSettings
-from repro.configs import CONFIGURATIONS, CROP_FLIP_FIRST, AUTOAUGMENT
-from repro.data import augment, autoaugment, random_crop_flip, synthetic_dataset
-from repro.figures import confidence_logit_data
-from repro.freeze import apply_configuration
-from repro.model import bn_layers
-from repro.train_step import train_step
-from repro.checkpoint import load_checkpoint
-from repro.training import CHECKPOINT_NAME, checkpoint_selection, load_trained_model, train
-from repro.variants import apply_variants
+import repro.runs.data
+import repro.mechanics.train_step
+import repro.runs.training
+from repro.mechanics.attacks import PGDSettings
+from repro.paper.configs import CONFIGURATIONS, CROP_FLIP_FIRST, AUTOAUGMENT
+from repro.runs.data import augment, autoaugment, random_crop_flip, synthetic_dataset
+from repro.figures.make import confidence_logit_data
+from repro.mechanics.freeze import apply_configuration
+from repro.mechanics.model import bn_layers
+from repro.mechanics.train_step import train_step
+from repro.runs.checkpoint import load_checkpoint
+from repro.runs.training import CHECKPOINT_NAME, checkpoint_selection, load_trained_model, train
+from repro.paper.variants import apply_variants
 from tests.conftest import make_micro_budget
 
 ATTACK = PGDSettings(epsilon=8 / 255, step_size=4 / 255, steps=2)
@@ -160,7 +160,7 @@ def test_full_adversarial_batch_attacks_every_example(tiny_model, batch):
 
 def forwarded_batch_statistics(model, monkeypatch, config, batches):
     """Run BN STATS steps with the attack replaced by the identity; returns per-batch (mean, var) of the first BN."""
-    monkeypatch.setattr(repro.train_step, "pgd", lambda model, images, labels, **kw: images)
+    monkeypatch.setattr(repro.mechanics.train_step, "pgd", lambda model, images, labels, **kw: images)
     apply_configuration(model, config)
     calls = record_bn_calls(first_bn(model))
     for images, labels in batches:
@@ -215,13 +215,13 @@ def test_crop_flip_then_autoaugment_composes_in_that_order(images):
 
 def autoaugment_inputs(monkeypatch):
     seen = []
-    real = repro.data.autoaugment
+    real = repro.runs.data.autoaugment
 
     def spy(batch, generator=None):  # the training loop passes a per-step generator (prefetched thread)
         seen.append(batch.clone())
         return real(batch, generator)
 
-    monkeypatch.setattr(repro.data, "autoaugment", spy)
+    monkeypatch.setattr(repro.runs.data, "autoaugment", spy)
     return seen
 
 
@@ -263,10 +263,10 @@ def test_normal_autoaugment_order_in_training(tmp_path, monkeypatch, reading, ra
 
 def test_best_checkpoint_is_chosen_on_held_out_training_images_only(tmp_path, monkeypatch):
     evaluated, trained = [], []
-    real_eval, real_augment = repro.training.pgd_evaluation, repro.training.augment
-    monkeypatch.setattr(repro.training, "pgd_evaluation",
+    real_eval, real_augment = repro.runs.training.pgd_evaluation, repro.runs.training.augment
+    monkeypatch.setattr(repro.runs.training, "pgd_evaluation",
                         lambda model, images, *a, **k: evaluated.append(images.clone()) or real_eval(model, images, *a, **k))
-    monkeypatch.setattr(repro.training, "augment",
+    monkeypatch.setattr(repro.runs.training, "augment",
                         lambda images, *a, **k: trained.append(images.clone()) or real_augment(images, *a, **k))
     _, budget, data = train_micro(tmp_path, varied("adv", adv_checkpoint="best"), epochs_adversarial=2)
     held_out = set().union(*(rows(b) for b in evaluated))
@@ -278,7 +278,7 @@ def test_best_checkpoint_is_chosen_on_held_out_training_images_only(tmp_path, mo
 
 def test_best_checkpoint_keeps_the_best_epochs_weights(tmp_path, monkeypatch):
     accuracies = iter([30.0, 70.0, 50.0])
-    monkeypatch.setattr(repro.training, "held_out_robust_accuracy", lambda *a, **k: next(accuracies))
+    monkeypatch.setattr(repro.runs.training, "held_out_robust_accuracy", lambda *a, **k: next(accuracies))
     snapshots = {}
     budget = make_micro_budget(n_train=64, batch_size=32, epochs_adversarial=3)
     data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from repro.budgets import PAPER, SMOKE
-from repro.report import claim_rows, collect_results, render_markdown, table2_rows, write_report, write_seed_report
+from repro.paper.budgets import PAPER, SMOKE
+from repro.verdicts.report import claim_rows, collect_results, render_markdown, table2_rows, write_report, write_seed_report
 from tests.unit.test_expected import EXPECTED, paper_results
 
 PROVENANCE = {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu", "data": {

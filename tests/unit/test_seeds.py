@@ -2,9 +2,9 @@
 
 import pytest
 
-from repro.budgets import SMOKE
-from repro.pipeline import RunSettings
-from repro.seeds import for_each_seed, mean_records, missing_seeds, parse_seeds, seed_values
+from repro.paper.budgets import SMOKE
+from repro.runs.pipeline import RunSettings
+from repro.runs.seeds import for_each_seed, mean_records, missing_seeds, parse_seeds, seed_values
 
 
 def record(clean, robust, version="custom"):

@@ -8,12 +8,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro.acceleration import COMPILE_BACKEND, apply_selfcheck
-from repro.budgets import PAPER
-from repro.cli import main
-from repro.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
-from repro.projection import makespan
-from repro.selfcheck import MODES, WORKLOADS, binomial_noise_threshold, within_binomial_noise
+from repro.mechanics.acceleration import COMPILE_BACKEND, apply_selfcheck
+from repro.paper.budgets import PAPER
+from repro.cli.main import main
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
+from repro.ops.projection import makespan
+from repro.ops.selfcheck import MODES, WORKLOADS, binomial_noise_threshold, within_binomial_noise
 
 
 @given(p=st.floats(0.05, 0.95), n=st.integers(100, 10_000))

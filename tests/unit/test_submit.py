@@ -1,4 +1,4 @@
-"""`repro submit` (repro/submit.py): the job graph, the Slurm scripts it asks for, and requeueing.
+"""`repro submit` (repro/ops/submit.py): the job graph, the Slurm scripts it asks for, and requeueing.
 
 Nothing is submitted to a real scheduler: Slurm scripts are rendered by submitit against a fake
 `sbatch` on PATH; jobs run through submitit's in-process debug executor at a micro budget.
@@ -12,14 +12,14 @@ import pytest
 import torch
 from submitit.core.utils import DelayedSubmission
 
-import repro.training
-from repro.training import train
-from repro.checkpoint import load_checkpoint, state_fingerprint
-from repro.cli import main
-from repro.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
-from repro.history import new_run, read_history
-from repro.pipeline import RunSettings, load_data
-from repro.submit import JobSpec, Resources, RowJob, apply_readings, plan, run_locally, submit_to_slurm
+import repro.runs.training
+from repro.runs.training import train
+from repro.runs.checkpoint import load_checkpoint, state_fingerprint
+from repro.cli.main import main
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
+from repro.verdicts.history import new_run, read_history
+from repro.runs.pipeline import RunSettings, load_data
+from repro.ops.submit import JobSpec, Resources, RowJob, apply_readings, plan, run_locally, submit_to_slurm
 from tests.conftest import make_micro_budget
 
 FINE_TUNING = [c.id for c in CONFIGURATIONS.values() if c.init == FROM_NORMAL]
@@ -157,7 +157,7 @@ def test_requeued_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     budget = make_micro_budget(epochs_clean=2, **TINY)
     steps_per_epoch = budget.n_train // budget.batch_size
     job = dataclasses.replace(template(tmp_path, budget), config_id="normal", restart=True)
-    real_step, calls = repro.training.train_step, []
+    real_step, calls = repro.runs.training.train_step, []
 
     def preempted_in_epoch_two(*args, **kwargs):
         if len(calls) == 2 * steps_per_epoch - 1:
@@ -165,14 +165,14 @@ def test_requeued_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         calls.append(1)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(repro.training, "train_step", preempted_in_epoch_two)
+    monkeypatch.setattr(repro.runs.training, "train_step", preempted_in_epoch_two)
     with pytest.raises(Preempted):
         job()
     folder = tmp_path / budget.run_name / "seed0" / "normal"
     assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == 1, "the first attempt left epoch 1's checkpoint"
 
     calls.clear()
-    monkeypatch.setattr(repro.training, "train_step", lambda *a, **k: (calls.append(1), real_step(*a, **k))[1])
+    monkeypatch.setattr(repro.runs.training, "train_step", lambda *a, **k: (calls.append(1), real_step(*a, **k))[1])
     requeued = DelayedSubmission(job)._checkpoint_function()  # what submitit calls on preemption or time-out
     outcome = requeued.result()
     assert len(calls) == steps_per_epoch, f"the requeued job trains the remaining epoch only, not {len(calls)} steps"

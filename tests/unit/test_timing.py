@@ -1,10 +1,10 @@
-"""Throughput measurement (repro/timing.py): what the CPU refusal's estimate rests on."""
+"""Throughput measurement (repro/runs/timing.py): what the CPU refusal's estimate rests on."""
 
 import time
 
 import torch
 
-from repro.timing import _rate
+from repro.runs.timing import _rate
 
 
 def test_rate_is_set_by_the_fastest_call_not_slowed_by_one_interrupted_call():

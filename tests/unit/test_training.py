@@ -9,13 +9,13 @@ import torch
 from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from repro.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from repro.configs import CONFIGURATIONS, FROM_NORMAL
-from repro.data import synthetic_dataset
-from repro.expected import METRICS, RESULT_KEY
-from repro.model import ResNet20
-from repro.pipeline import Pipeline, RunSettings
-from repro.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
+from repro.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
+from repro.runs.data import synthetic_dataset
+from repro.paper.expected import METRICS, RESULT_KEY
+from repro.mechanics.model import ResNet20
+from repro.runs.pipeline import Pipeline, RunSettings
+from repro.runs.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
 from tests.conftest import make_micro_budget
 
 
@@ -191,9 +191,9 @@ def test_resume_refuses_other_seed(tmp_path, micro_budget, micro_data):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, micro_data, monkeypatch):
-    import repro.training
+    import repro.runs.training
 
-    real_step = repro.training.train_step
+    real_step = repro.runs.training.train_step
     calls = {"n": 0}
     steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
 
@@ -202,7 +202,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, m
         calls["n"] += 1
         return (torch.tensor(float("nan")) if calls["n"] > steps_per_epoch else loss), correct
 
-    monkeypatch.setattr(repro.training, "train_step", diverging_step)
+    monkeypatch.setattr(repro.runs.training, "train_step", diverging_step)
     with pytest.raises(TrainingDivergedError, match="epoch 2"):
         train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 1, "the epoch-1 checkpoint must survive"

@@ -7,16 +7,16 @@ import json
 
 import pytest
 
-from repro.budgets import SMOKE, get_budget
-from repro.checkpoint import load_checkpoint, state_fingerprint
-from repro.cli import main
-from repro.compare import comparison_rows
-from repro.error_model import metric_error
-from repro.configs import CONFIGURATIONS
-from repro.expected import load_expected
-from repro.pipeline import Pipeline, RunSettings
-from repro.training import CHECKPOINT_NAME
-from repro.variants import (
+from repro.paper.budgets import SMOKE, get_budget
+from repro.runs.checkpoint import load_checkpoint, state_fingerprint
+from repro.cli.main import main
+from repro.verdicts.compare import comparison_rows
+from repro.verdicts.error_model import metric_error
+from repro.paper.configs import CONFIGURATIONS
+from repro.paper.expected import load_expected
+from repro.runs.pipeline import Pipeline, RunSettings
+from repro.runs.training import CHECKPOINT_NAME
+from repro.paper.variants import (
     CHOICES, TRAINING, UnknownVariantError, apply_variants, folder_suffix, parse_variant_list, parse_variants,
 )
 from tests.conftest import make_micro_budget
