@@ -19,7 +19,8 @@ from repro.mechanics.acceleration import apply_selfcheck, plan
 from repro.paper.budgets import BUDGETS, get_budget
 from repro.runs.checkpoint import CheckpointError
 from repro.paper.configs import CONFIGURATIONS, UnknownConfigurationError, get_configuration
-from repro.runs.data import CIFAR10, DataError, check_cifar10_present
+from repro.paper.datasets import CIFAR10
+from repro.runs.data import DataError, check_cifar10_present
 from repro.paper.expected import ExpectedResultsError, load_expected
 from repro.verdicts.history import append_results, history_path
 from repro.runs.pipeline import Pipeline, RunSettings, dependency_order
@@ -367,7 +368,8 @@ def cmd_submit(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from repro.verdicts.history import ERROR_METRICS, HistoryError, history_path, moves, plot_history, read_history, recent, render_history
+    from repro.figures.history_plot import plot_history
+    from repro.verdicts.history import ERROR_METRICS, HistoryError, history_path, moves, read_history, recent, render_history
 
     path = Path(args.history) if args.history else history_path(args.out)
     entries = [e for e in read_history(path) if args.budget in (None, e["budget"])]

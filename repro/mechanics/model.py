@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from repro.paper.groups import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST
+
 # CIFAR-10 per-channel training-set mean and standard deviation (for images in [0, 1]).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -25,12 +27,6 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 PAPER_WIDTH = 64  # Table 1's 0.15% holds only at this width (see module docstring).
 NUM_CLASSES = 10
 
-# Parameter groups, defined once: every other module refers to them by these names.
-BN = "bn"  # every BatchNorm gamma and beta, shortcut BNs included
-LOGITS = "logits"  # the final linear layer ("log" in Table 2's "+ log + conv1")
-CONV1 = "conv1"  # the first convolution ("conv1" in Table 2)
-REST = "rest"  # everything else: the convolutions of the residual blocks and shortcuts
-PARAMETER_GROUPS = (BN, LOGITS, CONV1, REST)
 
 
 class BasicBlock(nn.Module):

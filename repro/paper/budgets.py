@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 
 from repro.paper.configs import CLEAN
-from repro.runs.data import CIFAR10, CIFAR10_SIZES, DATASETS, SYNTHETIC
+from repro.paper.datasets import CIFAR10, CIFAR10_SIZES, DATASETS, SYNTHETIC
 
 SCHEDULES = ("step", "linear")
 

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from repro.mechanics.model import BN, CONV1, LOGITS, PARAMETER_GROUPS
+from repro.paper.groups import BN, CONV1, LOGITS, PARAMETER_GROUPS
 
 # Where a configuration starts.
 RANDOM_INIT = "random_init"

@@ -21,13 +21,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from repro.paper.datasets import CIFAR10, SYNTHETIC
 from repro.paper.configs import AUTOAUGMENT, AUTOAUGMENT_FIRST, AUTOAUGMENT_ORDERS, CROP_FLIP, CROP_FLIP_FIRST
 
 CIFAR_DIRNAME = "cifar-10-batches-py"
-SYNTHETIC = "synthetic"
-CIFAR10 = "cifar10"
-CIFAR10_SIZES = (50_000, 10_000)  # training and test images; the built-in data mirrors them by default
-DATASETS = (SYNTHETIC, CIFAR10)
 
 
 class DataError(RuntimeError):

@@ -20,7 +20,8 @@ import torch
 from repro.paper.budgets import Budget
 from repro.runs.checkpoint import CheckpointError, atomic_write_bytes, atomic_write_json, run_lock, state_fingerprint
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, LAST_EPOCH, NORMAL, Configuration
-from repro.runs.data import CIFAR10, CIFAR10_SIZES, DataError, Dataset, load_cifar10, synthetic_dataset
+from repro.paper.datasets import CIFAR10, CIFAR10_SIZES
+from repro.runs.data import DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.runs.evaluate import evaluate
 from repro.mechanics.model import ResNet20
 from repro.runs.provenance import device_description, git_commit, library_versions

@@ -17,7 +17,8 @@ from repro.runs.checkpoint import atomic_write_bytes
 from repro.paper.configs import CONFIGURATIONS
 from repro.verdicts.error_model import (MISSING, NOT_JUDGED, TABLE2_METRICS, Judgement, family_wise_false_alarm,
                                 intervals_overlap, metric_error, separated_pairs)
-from repro.paper.expected import RESULT_KEY, check_claim, claim_configurations, missing_inputs
+from repro.paper.expected import RESULT_KEY
+from repro.verdicts.claims import check_claim, claim_configurations, missing_inputs
 from repro.runs.seeds import SeedValues, mean_records, missing_seeds, seed_values
 from repro.paper.variants import describe
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from repro.paper.expected import check_claim, claim_configurations, load_expected
+from repro.paper.expected import load_expected
+from repro.verdicts.claims import check_claim, claim_configurations
 
 pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
 

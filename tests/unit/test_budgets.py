@@ -3,7 +3,7 @@
 import pytest
 
 from repro.paper.budgets import BUDGETS, PAPER, get_budget
-from repro.runs.data import CIFAR10, SYNTHETIC
+from repro.paper.datasets import CIFAR10, SYNTHETIC
 
 
 def test_paper_budget_is_the_papers_protocol():

@@ -9,7 +9,8 @@ from repro.paper.configs import (
     AUTOAUGMENT, CONFIGURATIONS, CROP_FLIP, FROM_NORMAL, RANDOM_INIT, STATS_FROZEN,
     UnknownConfigurationError, get_configuration, table1_percent, trainable_fraction,
 )
-from repro.mechanics.model import PARAMETER_GROUPS, ResNet20, count_parameters
+from repro.mechanics.model import ResNet20, count_parameters
+from repro.paper.groups import PARAMETER_GROUPS
 
 TABLE2_LABELS = [
     "NORMAL", "NORMAL +BN ONLY", "NORMAL +BN ONLY + log + conv1", "ADV", "ADV +BN ONLY",

@@ -6,7 +6,8 @@ import operator
 import pytest
 
 from repro.paper.configs import CONFIGURATIONS
-from repro.paper.expected import ExpectedResultsError, check_claim, load_expected, validate
+from repro.paper.expected import ExpectedResultsError, load_expected, validate
+from repro.verdicts.claims import check_claim
 
 EXPECTED = load_expected()
 

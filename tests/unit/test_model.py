@@ -6,7 +6,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from repro.paper.configs import table1_percent
-from repro.mechanics.model import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST, ResNet20, bn_layers, count_parameters, parameters_in
+from repro.mechanics.model import ResNet20, bn_layers, count_parameters, parameters_in
+from repro.paper.groups import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,116 @@
+"""The paper's claims checked on measured results: each relation of expected_results.json evaluated.
+
+The relations' forms (LEFT op RIGHT * times + plus, |diff|, within; metrics, differences, 1-Wasserstein
+distances and per-layer shares) are documented where the file is read, repro/paper/expected.py. Here a
+claim's sides are computed from result records keyed by configuration id and the relation is judged,
+with the measured numbers filled into the text the report prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from repro.paper.expected import OPERATORS, RESULT_KEY, SERIES
+from repro.verdicts.distances import fraction_where, wasserstein1
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """A claim checked against measured numbers."""
+
+    id: str
+    sentence: str
+    relation: str  # the relation with the measured numbers filled in
+    passed: bool
+
+
+def measured(results: dict[str, dict], ref: str) -> float | list[float]:
+    """The measured CONFIG_ID.METRIC (a number) or CONFIG_ID.SERIES (an array) from result records
+    keyed by configuration id."""
+    config_id, name = ref.split(".")
+    if config_id not in results:
+        raise KeyError(f"no result for {config_id} (needed by {ref})")
+    if name in SERIES:
+        return results[config_id]["series"][name]
+    return results[config_id]["metrics"][RESULT_KEY.get(name, name)]
+
+
+def _references(quantity) -> list[str]:
+    if isinstance(quantity, str):
+        return [quantity]
+    (form, items), = quantity.items()
+    return [items[0], items[2]] if form == "fraction" else list(items)
+
+
+def claim_references(claim: dict) -> list[str]:
+    """Every CONFIG_ID.NAME a claim's relation reads, in order."""
+    check = claim["check"]
+    return [ref for side in ("left", "right") if side in check for ref in _references(check[side])]
+
+
+def claim_configurations(claim: dict) -> set[str]:
+    """The configuration ids a claim's relation reads."""
+    return {ref.split(".")[0] for ref in claim_references(claim)}
+
+
+def missing_inputs(claim: dict, results: dict[str, dict]) -> list[str]:
+    """The CONFIG_ID.NAME a claim reads that `results` lack (a row not run, or a record written
+    before that metric or series was recorded); empty when the claim can be checked."""
+    missing = []
+    for ref in claim_references(claim):
+        config_id, name = ref.split(".")
+        record = results.get(config_id, {})
+        held = record.get("series", {}) if name in SERIES else record.get("metrics", {})
+        if RESULT_KEY.get(name, name) not in held and ref not in missing:
+            missing.append(ref)
+    return missing
+
+
+def _shown(value: float, quantity) -> str:
+    # Distances between confidence distributions are often a few hundredths: one more digit.
+    return f"{value:.4f}" if isinstance(quantity, dict) and "wasserstein1" in quantity else f"{value:.3f}"
+
+
+def _evaluate(quantity, results: dict[str, dict]) -> tuple[float, str, str]:
+    """(value, what it is, the measured value as shown) of one side of a relation."""
+    if isinstance(quantity, str):
+        value = measured(results, quantity)
+        return value, quantity, f"{value:.3f}"
+    (form, items), = quantity.items()
+    if form == "difference":
+        value = measured(results, items[0]) - measured(results, items[1])
+        return value, f"({items[0]} - {items[1]})", f"{value:.3f}"
+    if form == "wasserstein1":
+        value = wasserstein1(measured(results, items[0]), measured(results, items[1]))
+        return value, f"W1({items[0]}, {items[1]})", _shown(value, quantity)
+    count, total = fraction_where(measured(results, items[0]), items[1], measured(results, items[2]))
+    return count / total, f"share({items[0]} {items[1]} {items[2]})", f"{count}/{total}={count / total:.3f}"
+
+
+def check_claim(claim: dict, results: dict[str, dict]) -> ClaimOutcome:
+    """Evaluate one claim's relation on measured results."""
+    check = claim["check"]
+    left, left_name, left_shown = _evaluate(check["left"], results)
+    op = check["op"]
+    if op == "|diff|<=":
+        right, right_name, right_shown = _evaluate(check["right"], results)
+        passed = abs(left - right) <= check["value"]
+        relation = f"|{left_name} - {right_name}| = |{left_shown} - {right_shown}| <= {check['value']}"
+    elif op == "within":
+        value, tolerance = check["value"], check["tolerance"]
+        passed = abs(left - value) <= tolerance
+        relation = (f"{left_name} within {value:g} ± {tolerance:g}: {left_shown} in "
+                    f"[{value - tolerance:.3f}, {value + tolerance:.3f}]")
+    elif "right" in check:
+        right, right_name, _ = _evaluate(check["right"], results)
+        times, plus = check.get("times", 1.0), check.get("plus", 0.0)
+        bound = right * times + plus
+        passed = OPERATORS[op](left, bound)
+        scaled = right_name if times == 1 else f"{times:g}*{right_name}"
+        offset = f" {'+' if plus >= 0 else '-'} {abs(plus):g}" if plus else ""
+        relation = f"{left_name} {op} {scaled}{offset}: {left_shown} {op} {_shown(bound, check['left'])}"
+    else:
+        passed = OPERATORS[op](left, check["value"])
+        relation = f"{left_name} {op} {check['value']}: {left_shown} {op} {check['value']}"
+    return ClaimOutcome(claim["id"], claim["sentence"], relation, bool(passed))
+
