@@ -66,10 +66,10 @@ def trained_tiny_model():
     clean accuracy (PGD-10 at 8/255: ~12%).
     """
     from repro.mechanics.attacks import PGDSettings
-    from repro.paper.configs import NORMAL
-    from repro.runs.data import synthetic_dataset, to_float
     from repro.mechanics.freeze import apply_configuration
     from repro.mechanics.train_step import train_step
+    from repro.paper.configs import NORMAL
+    from repro.runs.data import synthetic_dataset, to_float
 
     torch.manual_seed(0)
     data = synthetic_dataset(n_train=2048, n_test=128, seed=0)

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from repro.paper.configs import BN_EVAL
 from repro.mechanics.freeze import preserved_state
+from repro.paper.configs import BN_EVAL
 
 PAPER_EPSILON = 8 / 255  # Section 3.2 and Table 2
 PAPER_STEP_SIZE = 2 / 255  # the paper gives none; eps/4 is Madry et al.'s [11] CIFAR ratio

@@ -17,8 +17,15 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from repro.paper.configs import BN_EVAL, CUMULATIVE_AVERAGE, STATS_FROZEN, STATS_FROZEN_BATCH, STATS_RESET, Configuration
 from repro.mechanics.model import bn_layers, parameter_group_of
+from repro.paper.configs import (
+    BN_EVAL,
+    CUMULATIVE_AVERAGE,
+    STATS_FROZEN,
+    STATS_FROZEN_BATCH,
+    STATS_RESET,
+    Configuration,
+)
 
 
 def apply_configuration(model: nn.Module, config: Configuration) -> list[nn.Parameter]:

@@ -14,8 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from repro.mechanics.attacks import PGDSettings, pgd
-from repro.paper.configs import ADVERSARIAL, FORWARD_ADVERSARIAL, Configuration
 from repro.mechanics.freeze import train_mode
+from repro.paper.configs import ADVERSARIAL, FORWARD_ADVERSARIAL, Configuration
 
 
 def train_step(

@@ -26,13 +26,13 @@ import submitit
 from submitit.core.utils import DelayedSubmission, UncompletedJobError
 
 from repro.paper.budgets import Budget
-from repro.runs.checkpoint import CheckpointError
 from repro.paper.configs import FROM_NORMAL, NORMAL, Configuration, get_configuration
 from repro.paper.expected import load_expected
-from repro.verdicts.history import append_results, history_path
+from repro.runs.checkpoint import CheckpointError
 from repro.runs.pipeline import Pipeline, RunSettings, dependency_order
 from repro.runs.progress import TqdmReporter  # a line per epoch in the job's log (no terminal there)
 from repro.runs.provenance import resolve_device
+from repro.verdicts.history import append_results, history_path
 from repro.verdicts.report import write_report, write_seed_report
 
 CLUSTERS = ("auto", "slurm", "local", "debug")  # auto: Slurm where `srun` exists, else local processes

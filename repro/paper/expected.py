@@ -155,7 +155,33 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
         _fail(path, "scale_budgets.budgets", "must list budget names")
     _number(path, "table1.bn_parameter_percent", doc["table1"].get("bn_parameter_percent"), 0, 100)
     priors = _validate_error_model(path, doc)
-    table = doc["table2"]
+    _validate_table2(path, doc["table2"], priors)
+    ids = set()
+    for index, claim in enumerate(doc["claims"]):
+        where = f"claims[{index}]"
+        if not isinstance(claim, dict):
+            _fail(path, where, "must be an object")
+        for key in ("id", "sentence", "source"):
+            if not isinstance(claim.get(key), str) or not claim[key]:
+                _fail(path, f"{where}.{key}", "must be a non-empty string")
+        if claim["id"] in ids:
+            _fail(path, f"{where}.id", f"duplicate claim id {claim['id']!r}")
+        ids.add(claim["id"])
+        budgets = claim.get("budgets")
+        if not isinstance(budgets, list) or not budgets or not all(isinstance(b, str) for b in budgets):
+            _fail(path, f"{where}.budgets", "must list the budgets the claim is checked at")
+        _check(path, f"{where}.check", claim.get("check"))
+        _scale_expectations(path, where, claim, scale_budgets)
+        reason = claim.get("tolerance_reason")
+        if ("tolerance_reason" in claim or claim["check"]["op"] == "within") and (
+                not isinstance(reason, str) or not reason.strip()):
+            _fail(path, f"{where}.tolerance_reason", "must say why the margin or tolerance is this wide")
+    return doc
+
+
+def _validate_table2(path, table, priors) -> None:
+    """Check the "table2" section: exactly the registry's rows, each with its label, source, seed-SD
+    kind (one of `priors`) and both metrics' value, allowance and reason."""
     if not isinstance(table, dict) or set(table) != set(CONFIGURATIONS):
         found = sorted(table) if isinstance(table, dict) else table
         _fail(path, "table2", f"must have exactly the registry's rows {list(CONFIGURATIONS)}, got {found}")
@@ -179,27 +205,6 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
             _number(path, f"{where}.allowance", entry.get("allowance"), 0, 100)
             if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
                 _fail(path, f"{where}.reason", "every allowance needs its reason")
-    ids = set()
-    for index, claim in enumerate(doc["claims"]):
-        where = f"claims[{index}]"
-        if not isinstance(claim, dict):
-            _fail(path, where, "must be an object")
-        for key in ("id", "sentence", "source"):
-            if not isinstance(claim.get(key), str) or not claim[key]:
-                _fail(path, f"{where}.{key}", "must be a non-empty string")
-        if claim["id"] in ids:
-            _fail(path, f"{where}.id", f"duplicate claim id {claim['id']!r}")
-        ids.add(claim["id"])
-        budgets = claim.get("budgets")
-        if not isinstance(budgets, list) or not budgets or not all(isinstance(b, str) for b in budgets):
-            _fail(path, f"{where}.budgets", "must list the budgets the claim is checked at")
-        _check(path, f"{where}.check", claim.get("check"))
-        _scale_expectations(path, where, claim, scale_budgets)
-        reason = claim.get("tolerance_reason")
-        if ("tolerance_reason" in claim or claim["check"]["op"] == "within") and (
-                not isinstance(reason, str) or not reason.strip()):
-            _fail(path, f"{where}.tolerance_reason", "must say why the margin or tolerance is this wide")
-    return doc
 
 
 def _reasoned_number(path, where, entry, low=None, high=None):

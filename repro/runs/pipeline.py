@@ -25,7 +25,8 @@ from repro.runs.data import DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.runs.evaluate import evaluate
 from repro.mechanics.model import ResNet20
 from repro.runs.provenance import device_description, git_commit, library_versions
-from repro.runs.training import CHECKPOINT_NAME, checkpoint_selection, is_complete, load_trained_model, train
+from repro.runs.run_state import CHECKPOINT_NAME, checkpoint_selection, is_complete, load_trained_model
+from repro.runs.training import train
 from repro.paper.variants import apply_variants, config_changes, folder_suffix, training_variants
 
 RESULT_NAME = "result.json"

@@ -114,3 +114,38 @@ def check_claim(claim: dict, results: dict[str, dict]) -> ClaimOutcome:
         relation = f"{left_name} {op} {check['value']}: {left_shown} {op} {check['value']}"
     return ClaimOutcome(claim["id"], claim["sentence"], relation, bool(passed))
 
+
+def claim_rows(expected: dict, results: dict[str, dict], budget_name: str,
+               incomplete: dict[str, list[int]] | None = None) -> list[tuple[dict, str, str]]:
+    """(claim, verdict, relation) per claim: pass/FAIL where checkable, else n/a or missing.
+
+    The measured relation is shown wherever the results hold its inputs, also for a claim not
+    judged at this budget (n/a, with the budgets it is judged at); "missing" names the inputs
+    absent (a row not run, or a result recorded before that metric or series existed).
+    `results` may be seed means (repro.runs.seeds.mean_records); `incomplete` names the seeds each row
+    lacks, so a claim on such a row says which seed is missing instead of being judged on fewer.
+    """
+    incomplete = incomplete or {}
+    rows = []
+    for claim in expected["claims"]:
+        lacking = sorted(claim_configurations(claim) & set(incomplete))
+        missing = missing_inputs(claim, results)
+        absent_rows = sorted({ref.split(".")[0] for ref in missing} - set(results) - set(lacking))
+        unrecorded = [ref for ref in missing if ref.split(".")[0] in results]
+        why_missing = "; ".join(part for part in (
+            *(f"{c} lacks seed {', '.join(map(str, incomplete[c]))}" for c in lacking),
+            f"no result for {', '.join(absent_rows)}" if absent_rows else "",
+            f"not recorded: {', '.join(unrecorded)} (results from older code; `repro evaluate` records them)"
+            if unrecorded else "") if part)
+        outcome = None if missing or lacking else check_claim(claim, results)
+        if budget_name not in claim["budgets"]:
+            shown = f"{outcome.relation}: {'holds' if outcome.passed else 'does not hold'}" if outcome else why_missing
+            expectation = claim.get("scale_expectations", {}).get(budget_name)
+            why_not = (f"not expected to hold at {budget_name}: {expectation['reason']}" if expectation
+                       else f"judged at budgets {', '.join(claim['budgets'])}")
+            rows.append((claim, "n/a", f"{shown} ({why_not})"))
+        elif outcome is None:
+            rows.append((claim, "missing", why_missing))
+        else:
+            rows.append((claim, "pass" if outcome.passed else "FAIL", outcome.relation))
+    return rows

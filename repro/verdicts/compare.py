@@ -13,10 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from repro.paper.budgets import Budget
-from repro.verdicts.error_model import metric_error
+from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
 from repro.paper.expected import RESULT_KEY
-from repro.verdicts.report import N_KEY, collect_results
-from repro.paper.variants import CHOICES, TRAINING, UnknownVariantError, parse_variants
+from repro.paper.variants import parse_variants
+from repro.verdicts.error_model import metric_error
+from repro.verdicts.report import collect_results
+from repro.verdicts.table2 import N_KEY
 
 COMPARISON_NAME = "variants-seed{seed}.md"
 METRIC_NAMES = {"clean_error": "clean", "robust_error": "robust (AutoAttack)"}

@@ -29,9 +29,9 @@ from filelock import FileLock
 
 from repro.paper.budgets import BUDGETS
 from repro.paper.configs import CONFIGURATIONS
-from repro.verdicts.error_model import binomial_se
 from repro.paper.expected import load_expected
 from repro.runs.provenance import PACKAGE_DIR, git_commit
+from repro.verdicts.error_model import binomial_se
 
 HISTORY_NAME = "history.jsonl"
 RUN_ID_ENV = "REPRO_RUN_ID"  # one night across processes (pytest-xdist workers share PYTEST_XDIST_TESTRUNUID)

@@ -9,22 +9,26 @@ Table 2's verdicts come from the error model (repro/verdicts/error_model.py).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from repro.paper.budgets import Budget
-from repro.runs.checkpoint import atomic_write_bytes
 from repro.paper.configs import CONFIGURATIONS
-from repro.verdicts.error_model import (MISSING, NOT_JUDGED, TABLE2_METRICS, Judgement, family_wise_false_alarm,
-                                intervals_overlap, metric_error, separated_pairs)
-from repro.paper.expected import RESULT_KEY
-from repro.verdicts.claims import check_claim, claim_configurations, missing_inputs
-from repro.runs.seeds import SeedValues, mean_records, missing_seeds, seed_values
 from repro.paper.variants import describe
+from repro.runs.checkpoint import atomic_write_bytes
+from repro.runs.seeds import mean_records, missing_seeds
+from repro.verdicts.claims import claim_rows
+from repro.verdicts.table2 import (
+    METRIC_NAME,
+    Row,
+    by_seed,
+    error_model_lines,
+    interval_text,
+    separation_notes,
+    table2_rows,
+)
 
 REPORT_NAME = "report.md"
-N_KEY = {"clean_error": "n_clean", "robust_error": "n_robust"}  # images each metric is measured on
-_METRIC_NAME = {"clean_error": "clean", "robust_error": "robust (AutoAttack)"}
 
 
 def collect_results(run_folder: Path, budget: Budget | None = None) -> dict[str, dict]:
@@ -41,106 +45,6 @@ def collect_results(run_folder: Path, budget: Budget | None = None) -> dict[str,
             if budget is None or record.get("budget") == asdict(budget):
                 results[config_id] = record
     return results
-
-
-@dataclass(frozen=True)
-class Row:
-    """One Table 2 metric: the paper's value, ours over the seeds run, and the error model's verdict."""
-
-    config_id: str
-    label: str
-    metric: str
-    paper: float
-    seeds: SeedValues  # the measured value per seed
-    judgement: Judgement | None  # None where a seed's result is missing
-    verdict: str  # consistent, inconsistent, not judged (budget or data not the paper's), missing
-
-    @property
-    def measured(self) -> float | None:
-        """The mean over seeds (the value itself for one seed); None when a seed is missing."""
-        return self.seeds.mean
-
-
-def by_seed(results: dict[str, dict]) -> dict[int, dict[str, dict]]:
-    """One run folder's records ({config_id: record}) grouped by their seed."""
-    out: dict[int, dict[str, dict]] = {}
-    for config_id, record in results.items():
-        out.setdefault(record["seed"], {})[config_id] = record
-    return out
-
-
-def table2_rows(expected: dict, per_seed: dict[int, dict[str, dict]], budget_name: str,
-                seeds: list[int] | None = None) -> list[Row]:
-    """Table 2's metrics judged on seed means ({seed: {config_id: record}}; seeds default: those present).
-
-    A row lacking a result for any seed asked for is "missing" (with the seeds it lacks), never
-    judged on fewer seeds. Verdicts apply at the budgets in expected["table2_budgets"] only.
-    """
-    seeds = sorted(per_seed) if seeds is None else seeds
-    applies = budget_name in expected["table2_budgets"]
-    rows = []
-    for config_id, entry in expected["table2"].items():
-        for metric in TABLE2_METRICS:
-            values = seed_values(per_seed, seeds, config_id, RESULT_KEY.get(metric, metric))
-            judgement = None
-            if values.complete:
-                some_record = per_seed[seeds[0]][config_id]
-                error = metric_error(expected["error_model"], entry, metric, some_record["metrics"][N_KEY[metric]],
-                                     list(values.values.values()))
-                judgement = Judgement(entry[metric]["value"], values.mean, error, judged=applies)
-            verdict = MISSING if judgement is None else judgement.verdict
-            rows.append(Row(config_id, entry["label"], metric, entry[metric]["value"], values, judgement, verdict))
-    return rows
-
-
-def separation_notes(expected: dict, rows: list[Row]) -> list[str]:
-    """Where a claim separates two rows whose intervals overlap: the paper's data cannot separate them here."""
-    found = {(r.config_id, r.metric): r for r in rows if r.judgement is not None and r.verdict != NOT_JUDGED}
-    notes = []
-    for claim_id, metric, left, right in separated_pairs(expected["claims"], expected["table2"]):
-        a, b = found.get((left, metric)), found.get((right, metric))
-        if a and b and intervals_overlap(a.judgement.interval, b.judgement.interval):
-            notes.append(
-                f"{claim_id}: {a.label} and {b.label} ({_METRIC_NAME[metric]}) have overlapping intervals "
-                f"{_interval(a.judgement)} and {_interval(b.judgement)}: the paper's own data cannot separate "
-                "them at that precision.")
-    return notes
-
-
-def claim_rows(expected: dict, results: dict[str, dict], budget_name: str,
-               incomplete: dict[str, list[int]] | None = None) -> list[tuple[dict, str, str]]:
-    """(claim, verdict, relation) per claim: pass/FAIL where checkable, else n/a or missing.
-
-    The measured relation is shown wherever the results hold its inputs, also for a claim not
-    judged at this budget (n/a, with the budgets it is judged at); "missing" names the inputs
-    absent (a row not run, or a result recorded before that metric or series existed).
-    `results` may be seed means (repro.runs.seeds.mean_records); `incomplete` names the seeds each row
-    lacks, so a claim on such a row says which seed is missing instead of being judged on fewer.
-    """
-    incomplete = incomplete or {}
-    rows = []
-    for claim in expected["claims"]:
-        lacking = sorted(claim_configurations(claim) & set(incomplete))
-        missing = missing_inputs(claim, results)
-        absent_rows = sorted({ref.split(".")[0] for ref in missing} - set(results) - set(lacking))
-        unrecorded = [ref for ref in missing if ref.split(".")[0] in results]
-        why_missing = "; ".join(part for part in (
-            *(f"{c} lacks seed {', '.join(map(str, incomplete[c]))}" for c in lacking),
-            f"no result for {', '.join(absent_rows)}" if absent_rows else "",
-            f"not recorded: {', '.join(unrecorded)} (results from older code; `repro evaluate` records them)"
-            if unrecorded else "") if part)
-        outcome = None if missing or lacking else check_claim(claim, results)
-        if budget_name not in claim["budgets"]:
-            shown = f"{outcome.relation}: {'holds' if outcome.passed else 'does not hold'}" if outcome else why_missing
-            expectation = claim.get("scale_expectations", {}).get(budget_name)
-            why_not = (f"not expected to hold at {budget_name}: {expectation['reason']}" if expectation
-                       else f"judged at budgets {', '.join(claim['budgets'])}")
-            rows.append((claim, "n/a", f"{shown} ({why_not})"))
-        elif outcome is None:
-            rows.append((claim, "missing", why_missing))
-        else:
-            rows.append((claim, "pass" if outcome.passed else "FAIL", outcome.relation))
-    return rows
 
 
 def provenance_lines(results: dict[str, dict] | list[dict]) -> list[str]:
@@ -169,11 +73,6 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _interval(judgement: Judgement) -> str:
-    low, high = judgement.interval
-    return f"[{low:.2f}, {high:.2f}]"
-
-
 def _measured(row: Row) -> str:
     """The value (one seed), mean ± SD over seeds, or which seeds are missing."""
     if row.seeds.missing:
@@ -192,29 +91,8 @@ def _cells(row: Row) -> dict[str, str]:
         "sigma": "—" if j is None else f"{j.error.sigma:.2f}",
         "tolerance": "—" if j is None else f"±{j.error.tolerance:.2f}",
         "z": "—" if j is None or not j.judged else f"{j.z_score:+.2f}",
-        "interval": "—" if j is None else _interval(j),
+        "interval": "—" if j is None else interval_text(j),
     }
-
-
-def error_model_lines(expected: dict, rows: list[Row]) -> list[str]:
-    """The error model's terms per metric (Markdown), so every tolerance can be recomputed by hand."""
-    model = expected["error_model"]
-    z, judged = model["z"]["value"], 2 * len(expected["table2"])
-    sets = model["paper_evaluation_sets"]
-    out = [f"tolerance = z·σ + allowance, σ² = paper SE² + our SE² + seed SD²·(1 + 1/k) (k seeds averaged); "
-           f"z = {z:g}: at most {family_wise_false_alarm(z, judged):.1%} chance of any false alarm over the "
-           f"{judged} judged metrics (Bonferroni). Paper's evaluation sets: clean {sets['clean_error']['n']} images "
-           f"({sets['clean_error']['status']}), robust {sets['robust_error']['n']} ({sets['robust_error']['status']}); "
-           "reasons in expected_results.json.", "",
-           "| Model | metric | paper SE (n) | our SE (n) | seed SD | allowance | σ | tolerance |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        if row.judgement is None:
-            continue
-        e = row.judgement.error
-        out.append(f"| {row.label} | {_METRIC_NAME[row.metric]} | {e.paper_se:.2f} ({e.paper_n}) | {e.ours_se:.2f} ({e.ours_n}) "
-                   f"| {e.spread.sd:.2f} ({e.spread.source}) | {e.allowance:g} | {e.sigma:.2f} | {e.tolerance:.2f} |")
-    return out
 
 
 def _inputs(per_seed, seeds) -> tuple[list[dict], dict[str, dict], dict[str, list[int]]]:
@@ -242,7 +120,7 @@ def _render_markdown(expected, per_seed, seeds, budget_name, table2_name, figure
             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for row in rows:
         c = _cells(row)
-        out.append(f"| {row.label} | {_METRIC_NAME[row.metric]} | {row.paper:.2f} | {c['measured']} | {c['delta']} "
+        out.append(f"| {row.label} | {METRIC_NAME[row.metric]} | {row.paper:.2f} | {c['measured']} | {c['delta']} "
                    f"| {c['sigma']} | {c['tolerance']} | {c['z']} | {c['interval']} | {row.verdict} |")
     out += ["", "### Error model", ""] + error_model_lines(expected, rows)
     notes = separation_notes(expected, rows)

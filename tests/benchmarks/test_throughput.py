@@ -14,13 +14,13 @@ from PIL import Image
 from torch.nn import functional as F
 
 from repro.mechanics.attacks import PGDSettings, pgd
+from repro.mechanics.freeze import apply_configuration
+from repro.mechanics.model import ResNet20
+from repro.mechanics.train_step import train_step
 from repro.paper.budgets import SMOKE
 from repro.paper.configs import ADV, NORMAL
 from repro.runs.data import augment, synthetic_split, to_float
 from repro.runs.evaluate import autoattack_evaluation, freeze_for_evaluation
-from repro.mechanics.freeze import apply_configuration
-from repro.mechanics.model import ResNet20
-from repro.mechanics.train_step import train_step
 
 pytestmark = pytest.mark.bench  # excluded from the default run (pyproject addopts: -m 'not slow and not bench')
 

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from repro.cli.options import parse_overrides
 from repro.paper.budgets import get_budget
-from repro.cli.main import parse_overrides
 from repro.paper.expected import load_expected
-from repro.verdicts.history import append_results, history_path
+from repro.paper.variants import parse_variant_list
 from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.provenance import code_version, git_commit
 from repro.runs.seeds import mean_records, parse_seeds
-from repro.paper.variants import parse_variant_list
+from repro.verdicts.history import append_results, history_path
 
 
 def chosen_budget(config):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from repro.ops.submit import Resources, RowJob, executor_for, plan
 from repro.runs.checkpoint import load_checkpoint
 from repro.verdicts.history import new_run
-from repro.ops.submit import Resources, RowJob, executor_for, plan
 from tests.conftest import make_micro_budget
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ consistent with the paper under the error model (repro/verdicts/error_model.py).
 import pytest
 
 from repro.paper.configs import CONFIGURATIONS
-from repro.verdicts.report import table2_rows
+from repro.verdicts.table2 import table2_rows
 
 pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the default run
 

@@ -14,15 +14,21 @@ import pytest
 import torch
 
 from repro.mechanics.acceleration import (
-    BF16_LOGIT_RELATIVE_TOLERANCE, FP32_LOGIT_RELATIVE_TOLERANCE, Acceleration, Autocast, cpp_compiler, plan,
-    unwrap, wrap,
+    BF16_LOGIT_RELATIVE_TOLERANCE,
+    FP32_LOGIT_RELATIVE_TOLERANCE,
+    Acceleration,
+    Autocast,
+    cpp_compiler,
+    plan,
+    unwrap,
+    wrap,
 )
 from repro.mechanics.attacks import PGDSettings, evaluation_pgd, pgd
-from repro.paper.budgets import SMOKE
-from repro.paper.configs import ADV, BN_ONLY_PARAMS, BN_STATS_NO_RESET
 from repro.mechanics.freeze import apply_configuration, bn_buffers
 from repro.mechanics.model import ResNet20
 from repro.mechanics.train_step import train_step
+from repro.paper.budgets import SMOKE
+from repro.paper.configs import ADV, BN_ONLY_PARAMS, BN_STATS_NO_RESET
 
 EPSILON = 8 / 255
 WRAPPERS = {
@@ -166,7 +172,8 @@ def test_cpu_runs_bf16_and_compile_when_the_budget_asks():
 
 def test_training_with_bf16_on_a_cpu_runs_it_and_checkpoints_a_plain_model(tmp_path):
     from repro.runs.data import synthetic_dataset
-    from repro.runs.training import load_trained_model, train
+    from repro.runs.run_state import load_trained_model
+    from repro.runs.training import train
     from tests.conftest import make_micro_budget
 
     budget = make_micro_budget(n_train=64, epochs_adversarial=1)  # one step

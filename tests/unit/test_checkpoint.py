@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from repro.runs.checkpoint import (
-    CheckpointError, atomic_write_bytes, load_checkpoint, run_lock, save_checkpoint,
+    CheckpointError,
+    atomic_write_bytes,
+    load_checkpoint,
+    run_lock,
+    save_checkpoint,
 )
 
 

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from repro.paper.budgets import get_budget
-from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.cli.main import main
+from repro.paper.budgets import get_budget
 from repro.paper.configs import CONFIGURATIONS
+from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 
 MICRO_SETS = {"n_train": "128", "n_test": "64", "batch_size": "64", "epochs_clean": "1", "epochs_adversarial": "1",
               "epochs_finetune": "1", "train_attack_steps": "1", "eval_pgd_steps": "1", "n_robust": "16",

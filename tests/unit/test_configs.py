@@ -5,12 +5,19 @@ import re
 
 import pytest
 
-from repro.paper.configs import (
-    AUTOAUGMENT, CONFIGURATIONS, CROP_FLIP, FROM_NORMAL, RANDOM_INIT, STATS_FROZEN,
-    UnknownConfigurationError, get_configuration, table1_percent, trainable_fraction,
-)
 from repro.mechanics.model import ResNet20, count_parameters
+from repro.paper.configs import (
+    AUTOAUGMENT,
+    CONFIGURATIONS,
+    CROP_FLIP,
+    FROM_NORMAL,
+    RANDOM_INIT,
+    STATS_FROZEN,
+    UnknownConfigurationError,
+    get_configuration,
+)
 from repro.paper.groups import PARAMETER_GROUPS
+from repro.paper.table1 import table1_percent, trainable_fraction
 
 TABLE2_LABELS = [
     "NORMAL", "NORMAL +BN ONLY", "NORMAL +BN ONLY + log + conv1", "ADV", "ADV +BN ONLY",

@@ -9,7 +9,13 @@ import torch
 from torch.nn import functional as F
 
 from repro.runs.data import (
-    DataError, augment, load_cifar10, random_crop_flip, robust_eval_subset, synthetic_dataset, synthetic_split,
+    DataError,
+    augment,
+    load_cifar10,
+    random_crop_flip,
+    robust_eval_subset,
+    synthetic_dataset,
+    synthetic_split,
 )
 
 

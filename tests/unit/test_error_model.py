@@ -7,8 +7,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
-from repro.verdicts.error_model import (CONSISTENT, INCONSISTENT, NOT_JUDGED, Judgement, MetricError, SeedSpread, binomial_se,
-                               family_wise_false_alarm, metric_error, seed_spread, separated_pairs)
+from repro.verdicts.error_model import (
+    CONSISTENT,
+    INCONSISTENT,
+    NOT_JUDGED,
+    Judgement,
+    MetricError,
+    SeedSpread,
+    binomial_se,
+    family_wise_false_alarm,
+    metric_error,
+    seed_spread,
+    separated_pairs,
+)
 from tests.unit.test_expected import EXPECTED
 
 MODEL = EXPECTED["error_model"]

@@ -4,8 +4,8 @@ import copy
 import dataclasses
 import types
 
-import pytest
 import pyautoattack
+import pytest
 import torch
 
 from repro.mechanics.attacks import evaluation_pgd
@@ -127,8 +127,8 @@ def attacked_indices(model, data, budget):
 
 
 def test_evaluation_attacks_exactly_the_first_n_robust_images():
-    from repro.runs.data import Dataset
     from repro.mechanics.model import ResNet20
+    from repro.runs.data import Dataset
     from tests.conftest import make_micro_budget
 
     budget = make_micro_budget(n_test=64, n_robust=24, eval_batch_size=16, eval_pgd_steps=2, autoattack_iterations=2)

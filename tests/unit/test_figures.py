@@ -10,16 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.mechanics.bn_analysis import mean_normalized_weight
-from repro.runs.checkpoint import CheckpointError, save_checkpoint
-from repro.paper.configs import CONFIGURATIONS
-from repro.runs.data import synthetic_dataset
-from repro.figures.make import (
-    FIGURE1_QUANTITIES, PAPER_LAYER_INDEX, average_difference, bn_histogram_data, confidence_logit_data,
-    figure2_data, load_figure_models, make_figures, mean_m_per_layer, shared_histograms,
+from repro.figures.bn_figures import (
+    FIGURE1_QUANTITIES,
+    PAPER_LAYER_INDEX,
+    average_difference,
+    bn_histogram_data,
+    figure2_data,
 )
+from repro.figures.histograms import shared_histograms
+from repro.figures.make import load_figure_models, make_figures
+from repro.figures.outputs import confidence_logit_data
+from repro.mechanics.bn_analysis import mean_m_per_layer, mean_normalized_weight
 from repro.mechanics.model import ResNet20, bn_layers
-from repro.runs.training import CHECKPOINT_NAME, run_identity
+from repro.paper.configs import CONFIGURATIONS
+from repro.runs.checkpoint import CheckpointError, save_checkpoint
+from repro.runs.data import synthetic_dataset
+from repro.runs.run_state import CHECKPOINT_NAME, run_identity
 
 N_BN_LAYERS = 21  # conv1's BN, 9 blocks x 2, and 2 projection shortcuts
 

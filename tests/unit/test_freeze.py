@@ -5,13 +5,21 @@ import torch
 
 import repro.mechanics.train_step
 from repro.mechanics.attacks import PGDSettings
-from repro.paper.configs import (
-    ADVERSARIAL, BN_EVAL, BN_TRAIN, CLEAN, CONFIGURATIONS, FORWARD_ADVERSARIAL, STATS_FROZEN, STATS_RESET, STATS_UPDATE,
-)
 from repro.mechanics.freeze import apply_configuration, bn_buffers, train_mode
 from repro.mechanics.model import ResNet20, bn_layers, count_parameters
-from repro.paper.groups import BN, CONV1, LOGITS, REST
 from repro.mechanics.train_step import train_step
+from repro.paper.configs import (
+    ADVERSARIAL,
+    BN_EVAL,
+    BN_TRAIN,
+    CLEAN,
+    CONFIGURATIONS,
+    FORWARD_ADVERSARIAL,
+    STATS_FROZEN,
+    STATS_RESET,
+    STATS_UPDATE,
+)
+from repro.paper.groups import BN, CONV1, LOGITS, REST
 
 ALL = {BN, LOGITS, CONV1, REST}
 # Written out per Table 2 row, independently of the registry's `trainable` field.

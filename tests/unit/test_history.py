@@ -9,12 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from repro.paper.budgets import SMOKE
 from repro.cli.main import main
-from repro.paper.expected import load_expected
 from repro.figures.history_plot import history_figure
-from repro.verdicts.history import (allowed_move, append_results, commits_between, entries_of, moves, new_run,
-                                    read_history, render_history)
+from repro.paper.budgets import SMOKE
+from repro.paper.expected import load_expected
+from repro.verdicts.history import (
+    allowed_move,
+    append_results,
+    commits_between,
+    entries_of,
+    moves,
+    new_run,
+    read_history,
+    render_history,
+)
 
 ENTRY_FIELDS = {"date", "run", "commit", "budget", "overrides", "readings", "seed", "row", "metric", "value", "n",
                 "device", "wall_seconds"}

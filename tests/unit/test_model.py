@@ -5,9 +5,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from repro.paper.configs import table1_percent
 from repro.mechanics.model import ResNet20, bn_layers, count_parameters, parameters_in
 from repro.paper.groups import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST
+from repro.paper.table1 import table1_percent
 
 
 @pytest.fixture(scope="module")

@@ -11,19 +11,21 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import repro.runs.data
 import repro.mechanics.train_step
+import repro.runs.data
+import repro.runs.selection
 import repro.runs.training
+from repro.figures.outputs import confidence_logit_data
 from repro.mechanics.attacks import PGDSettings
-from repro.paper.configs import CONFIGURATIONS, CROP_FLIP_FIRST, AUTOAUGMENT
-from repro.runs.data import augment, autoaugment, random_crop_flip, synthetic_dataset
-from repro.figures.make import confidence_logit_data
 from repro.mechanics.freeze import apply_configuration
 from repro.mechanics.model import bn_layers
 from repro.mechanics.train_step import train_step
-from repro.runs.checkpoint import load_checkpoint
-from repro.runs.training import CHECKPOINT_NAME, checkpoint_selection, load_trained_model, train
+from repro.paper.configs import AUTOAUGMENT, CONFIGURATIONS, CROP_FLIP_FIRST
 from repro.paper.variants import apply_variants
+from repro.runs.checkpoint import load_checkpoint
+from repro.runs.data import augment, autoaugment, random_crop_flip, synthetic_dataset
+from repro.runs.run_state import CHECKPOINT_NAME, checkpoint_selection, load_trained_model
+from repro.runs.training import train
 from tests.conftest import make_micro_budget
 
 ATTACK = PGDSettings(epsilon=8 / 255, step_size=4 / 255, steps=2)
@@ -263,8 +265,8 @@ def test_normal_autoaugment_order_in_training(tmp_path, monkeypatch, reading, ra
 
 def test_best_checkpoint_is_chosen_on_held_out_training_images_only(tmp_path, monkeypatch):
     evaluated, trained = [], []
-    real_eval, real_augment = repro.runs.training.pgd_evaluation, repro.runs.training.augment
-    monkeypatch.setattr(repro.runs.training, "pgd_evaluation",
+    real_eval, real_augment = repro.runs.selection.pgd_evaluation, repro.runs.training.augment
+    monkeypatch.setattr(repro.runs.selection, "pgd_evaluation",
                         lambda model, images, *a, **k: evaluated.append(images.clone()) or real_eval(model, images, *a, **k))
     monkeypatch.setattr(repro.runs.training, "augment",
                         lambda images, *a, **k: trained.append(images.clone()) or real_augment(images, *a, **k))

@@ -1,15 +1,17 @@
 """The report: Table 2 verdicts from the error model, over one seed or several; claims judged only where they apply."""
 
 import copy
-import re
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 
 from repro.paper.budgets import PAPER, SMOKE
-from repro.verdicts.report import claim_rows, collect_results, render_markdown, table2_rows, write_report, write_seed_report
+from repro.verdicts.claims import claim_rows
+from repro.verdicts.report import collect_results, render_markdown, write_report, write_seed_report
+from repro.verdicts.table2 import table2_rows
 from tests.unit.test_expected import EXPECTED, paper_results
 
 PROVENANCE = {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu", "data": {

@@ -8,12 +8,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repro.mechanics.acceleration import COMPILE_BACKEND, apply_selfcheck
-from repro.paper.budgets import PAPER
 from repro.cli.main import main
-from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
+from repro.mechanics.acceleration import COMPILE_BACKEND, apply_selfcheck
+from repro.ops.attack_check import binomial_noise_threshold, within_binomial_noise
+from repro.ops.modes import MODES
 from repro.ops.projection import makespan
-from repro.ops.selfcheck import MODES, WORKLOADS, binomial_noise_threshold, within_binomial_noise
+from repro.ops.throughput import WORKLOADS
+from repro.paper.budgets import PAPER
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
 
 
 @given(p=st.floats(0.05, 0.95), n=st.integers(100, 10_000))

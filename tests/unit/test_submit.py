@@ -13,13 +13,13 @@ import torch
 from submitit.core.utils import DelayedSubmission
 
 import repro.runs.training
-from repro.runs.training import train
-from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.cli.main import main
-from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
-from repro.verdicts.history import new_run, read_history
-from repro.runs.pipeline import RunSettings, load_data
 from repro.ops.submit import JobSpec, Resources, RowJob, apply_readings, plan, run_locally, submit_to_slurm
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
+from repro.runs.checkpoint import load_checkpoint, state_fingerprint
+from repro.runs.pipeline import RunSettings, load_data
+from repro.runs.training import train
+from repro.verdicts.history import new_run, read_history
 from tests.conftest import make_micro_budget
 
 FINE_TUNING = [c.id for c in CONFIGURATIONS.values() if c.init == FROM_NORMAL]

@@ -9,13 +9,14 @@ import torch
 from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from repro.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
-from repro.runs.data import synthetic_dataset
-from repro.paper.expected import METRICS, RESULT_KEY
 from repro.mechanics.model import ResNet20
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
+from repro.paper.expected import METRICS, RESULT_KEY
+from repro.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from repro.runs.data import synthetic_dataset
 from repro.runs.pipeline import Pipeline, RunSettings
-from repro.runs.training import CHECKPOINT_NAME, RunExistsError, TrainingDivergedError, lr_factor, train
+from repro.runs.run_state import CHECKPOINT_NAME
+from repro.runs.training import RunExistsError, TrainingDivergedError, lr_factor, train
 from tests.conftest import make_micro_budget
 
 

@@ -7,18 +7,17 @@ import json
 
 import pytest
 
-from repro.paper.budgets import SMOKE, get_budget
-from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.cli.main import main
-from repro.verdicts.compare import comparison_rows
-from repro.verdicts.error_model import metric_error
+from repro.paper.budgets import SMOKE, get_budget
+from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
 from repro.paper.configs import CONFIGURATIONS
 from repro.paper.expected import load_expected
+from repro.paper.variants import apply_variants, folder_suffix, parse_variant_list, parse_variants
+from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.runs.pipeline import Pipeline, RunSettings
-from repro.runs.training import CHECKPOINT_NAME
-from repro.paper.variants import (
-    CHOICES, TRAINING, UnknownVariantError, apply_variants, folder_suffix, parse_variant_list, parse_variants,
-)
+from repro.runs.run_state import CHECKPOINT_NAME
+from repro.verdicts.compare import comparison_rows
+from repro.verdicts.error_model import metric_error
 from tests.conftest import make_micro_budget
 from tests.unit.test_cli import MICRO, MICRO_SETS
 

@@ -1,0 +1,143 @@
+"""What every run command shares: the common flags, the run settings they make, seeds, and the cheap
+checks that refuse a run before anything slow starts (missing data, a CPU run of many hours)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from repro.mechanics.acceleration import apply_selfcheck, plan
+from repro.paper.budgets import BUDGETS, get_budget
+from repro.paper.datasets import CIFAR10
+from repro.paper.variants import parse_variants
+from repro.runs.data import DataError, check_cifar10_present
+from repro.runs.pipeline import RunSettings
+from repro.runs.provenance import resolve_device
+from repro.runs.seeds import check_seeds, for_each_seed
+from repro.runs.timing import estimate_seconds
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The flags of every command that trains, evaluates or reports runs (a parent parser)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--budget", default="smoke", choices=list(BUDGETS),
+                        help="compute budget (default: smoke, built-in data on a CPU)")
+    common.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a budget field, e.g. --set epochs_clean=10 --set epsilon=8/255")
+    common.add_argument("--data-dir", help="folder containing (or to receive) cifar-10-batches-py/")
+    common.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
+    common.add_argument("--allow-unverified-data", action="store_true",
+                        help="accept CIFAR-10 files whose checksums differ from the official ones (recorded in results)")
+    common.add_argument("--out", default="runs", help="run folder (default: runs/)")
+    common.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    seeds = common.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="training seed (default 0); runs in OUT/BUDGET/seedSEED/")
+    seeds.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                       help="several seeds, one run folder each (OUT/BUDGET/seedS/); reproduce and report "
+                            "also write the report over seeds (mean ± SD per row) to OUT/BUDGET/report.md")
+    common.add_argument("--resume", action="store_true", help="continue interrupted runs from their checkpoints")
+    common.add_argument("--restart", action="store_true", help="discard existing checkpoints of the named runs")
+    common.add_argument("--allow-slow", action="store_true", help="run even if a CPU would take many hours")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--variant", action="append", default=[], metavar="CHOICE=READING",
+                        help="a non-default reading of an open choice of the paper (repeatable; list: repro variants)")
+    common.add_argument("--selfcheck", metavar="JSON",
+                        help="switch on bf16/compile where this selfcheck.json (same device type) passed its rule")
+    return common
+
+
+SLOW_RUN_SECONDS = 4 * 3600  # runs estimated longer than this on a CPU need --allow-slow
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def settings_from(args) -> RunSettings:
+    budget = get_budget(args.budget, parse_overrides(args.set))
+    device = resolve_device(args.device)
+    applied = None
+    if args.selfcheck:  # bf16/compile only where that selfcheck's rule passed (issue 13)
+        budget, applied = apply_selfcheck(budget, read_selfcheck(args.selfcheck), device)
+    plan(budget, device)  # bf16/compile run on any device; compile without a compiler is refused now, not mid-run
+    return RunSettings(
+        budget=budget, seed=args.seed, out=Path(args.out), device=device,
+        data_dir=Path(args.data_dir) if args.data_dir else None, download=args.download,
+        allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
+        variants=parse_variants(args.variant),
+        selfcheck=applied,
+    )
+
+
+def read_selfcheck(path: str) -> dict:
+    """A selfcheck.json written by `repro selfcheck`; ValueError saying what to do otherwise."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read selfcheck {path} ({error}); run `repro selfcheck --json {path}`") from None
+    if not isinstance(record, dict) or not {"device", "passes", "compile_backend"} <= record.keys():
+        raise ValueError(f"{path} is not a selfcheck.json; run `repro selfcheck --json {path}`")
+    return record
+
+
+def seeds_of(args) -> list[int]:
+    """The seeds a command runs: --seeds S [S ...], else the single --seed."""
+    return check_seeds(args.seeds) if args.seeds else [args.seed]
+
+
+def over_seeds(args, work):
+    """Run `work(settings)` once per seed of the command line (--seeds, else --seed); {seed: result}.
+
+    Seed S's runs go to OUT/BUDGET/seedS/ as a single-seed run's do; commands that train or
+    evaluate several seeds share this loop.
+    """
+    return for_each_seed(settings_from(args), seeds_of(args), work)
+
+
+def check_inputs(settings: RunSettings) -> None:
+    """Cheap checks of what a run needs (data present), before anything slow is measured."""
+    if settings.budget.dataset == CIFAR10:
+        if settings.data_dir is None:
+            raise DataError("the budget uses CIFAR-10: pass --data-dir DIR (and --download to fetch it there)")
+        if not settings.download:
+            check_cifar10_present(settings.data_dir)
+
+
+def check_affordable(settings: RunSettings, configs, allow_slow: bool, n_seeds: int = 1) -> None:
+    """Refuse a run a CPU would take many hours over (all `n_seeds` seeds), unless --allow-slow.
+
+    The estimate is measured now, with the threads the run would use; when other work loads the
+    CPU (load average above its cores) the refusal says so: the measurement is then an upper bound.
+    """
+    if settings.device.type != "cpu" or allow_slow:
+        return
+    seconds = n_seeds * estimate_seconds(settings.budget, configs, settings.device,
+                                         n_train=settings.budget.train_images)
+    if seconds > SLOW_RUN_SECONDS:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        under_load = (f" (measured while the CPU is loaded: load average {load:.1f} on {cores} cores, "
+                      "so an upper bound)") if load > cores else ""
+        smaller = [name for name, b in BUDGETS.items()
+                   if not b.needs_gpu
+                   and estimate_is_smaller(b, settings.budget)]
+        suggestion = f"pick a smaller budget ({' or '.join(f'--budget {n}' for n in smaller)}), " if smaller else ""
+        raise ValueError(
+            f"budget {settings.budget.name} would take about {seconds / 3600:.0f} hours on this CPU{under_load}; "
+            f"run it on a GPU (--device cuda), {suggestion}fewer rows (--configs ...), "
+            "or pass --allow-slow to go ahead"
+        )
+
+
+def estimate_is_smaller(candidate, budget) -> bool:
+    """Whether `candidate` trains fewer images at no larger width than `budget` (no measurement)."""
+    def images(b):
+        return b.train_images * (b.epochs_clean + b.epochs_adversarial * (1 + b.train_attack_steps))
+    return candidate.width <= budget.width and images(candidate) < images(budget)

@@ -1,0 +1,91 @@
+"""`repro figures`, `repro report` and `repro variants`: what finished runs show, and the open choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.cli.options import over_seeds, seeds_of, settings_from
+from repro.paper.choices import CHOICES
+from repro.paper.expected import load_expected
+from repro.paper.variants import register_text
+from repro.runs.pipeline import Pipeline, RunSettings
+from repro.verdicts.report import write_report, write_seed_report
+
+
+def add_commands(sub, common) -> None:
+    """Register figures, report and variants on the subparsers `sub`."""
+    p = sub.add_parser("figures", parents=[common], help="Figures 1-3 from trained NORMAL, ADV and BN PARAMS (PNG + JSON)")
+    p.add_argument("--figures-dir", help="where to write them (default: RUN_FOLDER/figures, linked from report.md)")
+    p.set_defaults(func=cmd_figures)
+    p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)")
+    p.add_argument("--variants", action="store_true",
+                   help="instead: every reading of the open choices that has been run, beside the paper's values")
+    p.set_defaults(func=cmd_report)
+    sub.add_parser("variants", help="the paper's open choices: sentences, readings, evidence, rows").set_defaults(
+        func=cmd_variants)
+
+
+FIGURE_CHOICES = tuple(c.id for c in CHOICES.values() if c.figures)
+
+
+def cmd_figures(args) -> int:
+    from repro.figures.make import load_figure_models, make_figures
+
+    several = len(seeds_of(args)) > 1
+
+    def figures_seed(settings):
+        pipeline = Pipeline(settings)
+        out_dir = Path(args.figures_dir) if args.figures_dir else None
+        if out_dir is not None and several:  # one subfolder per seed: their files share names
+            out_dir = out_dir / f"seed{settings.seed}"
+        figure_readings = {c: r for c, r in settings.variants.items() if c in FIGURE_CHOICES}
+        if out_dir is None and figure_readings:  # keep the default figures; these go beside them
+            out_dir = pipeline.run_folder / ("figures" + "".join(f"+{c}={r}" for c, r in figure_readings.items()))
+        paths = make_figures(
+            pipeline.run_folder, settings.budget, settings.seed, settings.device, pipeline.data, out_dir,
+            models=load_figure_models(pipeline.run_folder, settings.budget, settings.seed, settings.device,
+                                      configure=pipeline.configuration),
+            figure3_logits=settings.variants.get("figure3_logits", CHOICES["figure3_logits"].default))
+        for path in paths:
+            print(path)
+        if out_dir is None:  # refresh the report so it links the figures
+            write_report(pipeline.run_folder, load_expected(), settings.budget)
+
+    over_seeds(args, figures_seed)
+    return 0
+
+
+def cmd_variants(args) -> int:
+    print(register_text())
+    return 0
+
+
+def cmd_report(args) -> int:
+    settings = settings_from(args)
+    if args.variants:
+        return _report_variants(settings)
+    seeds = seeds_of(args)
+    pipeline = Pipeline(settings)
+    folder = pipeline.run_folder if len(seeds) == 1 else pipeline.budget_folder
+    if not folder.exists():
+        raise ValueError(f"no runs in {folder}; run `repro reproduce --budget {settings.budget.name}` first")
+    if len(seeds) == 1:
+        text, path = write_report(folder, load_expected(), settings.budget)
+    else:  # over seeds: a seed without runs shows as missing in the report
+        text, path = write_seed_report(folder, seeds, load_expected(), settings.budget)
+    print(text)
+    print(f"\nreport: {path}")
+    return 0
+
+
+def _report_variants(settings: RunSettings) -> int:
+    """`repro report --variants`: every reading run, beside the paper's values (repro/verdicts/compare.py)."""
+    from repro.runs.checkpoint import atomic_write_bytes
+    from repro.verdicts.compare import COMPARISON_NAME, render_comparison
+
+    text = render_comparison(load_expected(), settings.out, settings.budget, settings.seed)
+    path = Path(settings.out) / settings.budget.run_name / COMPARISON_NAME.format(seed=settings.seed)
+    atomic_write_bytes(path, text.encode())
+    print(text)
+    print(f"\ncomparison: {path}")
+    return 0

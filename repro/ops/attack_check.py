@@ -1,0 +1,101 @@
+"""Whether bf16 and compile leave the evaluation attacks as strong as fp32 eager, and whether runs repeat.
+
+The attacks are compared on a briefly adversarially trained model (so robust error can move); the
+rule is `within_binomial_noise`. Determinism: the same short run twice, weights compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from pathlib import Path
+
+import torch
+
+from repro.mechanics.attacks import evaluation_pgd
+from repro.mechanics.model import ResNet20
+from repro.ops.modes import MODES, Sizes, network_in_mode
+from repro.paper.budgets import PAPER, SMOKE, Budget
+from repro.paper.configs import ADV
+from repro.runs.data import synthetic_dataset, to_float
+from repro.runs.evaluate import error_percent, freeze_for_evaluation, predict
+from repro.runs.training import train
+
+
+def binomial_noise_threshold(error: float, n: int) -> float:
+    """The largest |difference| of two robust errors (fractions) at `error` on `n` images that
+    `within_binomial_noise` accepts: 2 * sqrt(2 p (1 - p) / n), at least one image (1 / n).
+
+    Why: each robust error is a binomial proportion over n images with SD sqrt(p (1 - p) / n); two
+    independent ones differ by at most 2 SD of their difference, sqrt(2 p (1 - p) / n), about 95%
+    of the time. On the same images and seeds bf16 and fp32 differ only where an image flips, so a
+    difference within that bound is one the evaluation's own sampling of images already carries;
+    a larger one is a weaker (or stronger) attack. One image is the finest a difference can be, so
+    at p = 0 or 1 a single flip is not a failure.
+    """
+    return max(2 * math.sqrt(2 * error * (1 - error) / n), 1 / n)
+
+
+def within_binomial_noise(error_a: float, error_b: float, n: int) -> bool:
+    """Whether robust errors `error_a` and `error_b` (fractions in [0, 1]) of two attack variants
+    on the same `n` images differ by no more than binomial noise (at their mean, see above)."""
+    return abs(error_a - error_b) <= binomial_noise_threshold((error_a + error_b) / 2, n)
+
+
+def _training_budget(sizes: Sizes, steps: int) -> Budget:
+    """A one-epoch ADV run of `steps` PGD-10 steps at `sizes` on the built-in data (offline)."""
+    return dataclasses.replace(SMOKE, name="selfcheck", n_train=steps * sizes.batch_size, width=sizes.width,
+                               batch_size=sizes.batch_size, epochs_adversarial=1, train_attack_steps=10,
+                               train_attack_step_size=2 / 255, epsilon=PAPER.epsilon)
+
+
+def _train_adv(sizes: Sizes, steps: int, device: torch.device, seed: int = 0) -> ResNet20:
+    budget = _training_budget(sizes, steps)
+    data = synthetic_dataset(budget.n_train, sizes.n_images, seed=0).to(device)
+    with tempfile.TemporaryDirectory(prefix="repro-selfcheck-") as folder:
+        return train(ADV, budget, data, Path(folder), seed=seed, device=device)
+
+
+def robust_errors(model: ResNet20, sizes: Sizes, mode: str, device: torch.device, backend: str,
+                  images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> dict:
+    """PGD and APGD-CE robust error (%) of `model` run as `mode` on `images` (fixed seeds)."""
+    from pyautoattack.autopgd_base import APGDAttack
+
+    net = network_in_mode(freeze_for_evaluation(model), sizes, mode, device, backend)
+    pgd = evaluation_pgd(net, images, labels, epsilon=PAPER.epsilon, steps=sizes.pgd_steps, seed=seed)
+    apgd = APGDAttack(net, n_iter=sizes.apgd_iterations, eps=PAPER.epsilon, seed=seed, device=device)
+    adversarial = apgd.perturb(images, labels)
+    return {"pgd_error": error_percent(predict(net, pgd, sizes.batch_size), labels),
+            "apgd_ce_error": error_percent(predict(net, adversarial, sizes.batch_size), labels)}
+
+
+def attack_strength(sizes: Sizes, device: torch.device, backend: str) -> dict:
+    """Robust errors of one briefly ADV-trained model in every mode, and bf16's and compile's verdicts."""
+    model = _train_adv(sizes, sizes.train_steps, device)
+    data = synthetic_dataset(sizes.batch_size, sizes.n_images, seed=0)  # held out: the test split
+    images, labels = to_float(data.test_images).to(device), data.test_labels.to(device)
+    out = {"n_images": sizes.n_images, "train_steps": sizes.train_steps, "pgd_steps": sizes.pgd_steps,
+           "apgd_iterations": sizes.apgd_iterations,
+           "rule": "|error - fp32 error| <= max(2 sqrt(2 p (1 - p) / n), 1 / n), p their mean, for PGD and APGD-CE"}
+    for mode in MODES:
+        try:
+            out[mode] = robust_errors(model, sizes, mode, device, backend, images, labels)
+        except ValueError as refused:
+            out[mode] = {"skipped": str(refused)}
+    for mode in MODES[1:]:
+        if "skipped" in out[mode]:
+            out[f"{mode}_passes"] = False
+            continue
+        checks = {attack: within_binomial_noise(out["fp32"][attack] / 100, out[mode][attack] / 100, sizes.n_images)
+                  for attack in ("pgd_error", "apgd_ce_error")}
+        out[f"{mode}_checks"] = checks
+        out[f"{mode}_passes"] = all(checks.values())
+    return out
+
+
+def determinism(sizes: Sizes, device: torch.device) -> dict:
+    """The same short ADV run twice: whether the weights are identical, and their largest difference."""
+    first, second = (_train_adv(sizes, sizes.determinism_steps, device).state_dict() for _ in range(2))
+    difference = max((first[k].double() - second[k].double()).abs().max().item() for k in first)
+    return {"steps": sizes.determinism_steps, "identical": difference == 0.0, "max_abs_difference": difference}
