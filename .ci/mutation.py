@@ -21,25 +21,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Module -> the test files that pin it (the fast tier only; the slow tier is too slow to rerun
-# per mutant). Ordered smallest module first, so an interrupted session has the most modules done.
+# Module -> (its path under repro/, the test files that pin it: the fast tier only; the slow tier is too
+# slow to rerun per mutant). Ordered smallest module first, so an interrupted session has the most done.
 MODULES = {
-    "bn_analysis": ["tests/unit/test_bn_analysis.py"],
-    "train_step": ["tests/unit/test_freeze.py"],
-    "freeze": ["tests/unit/test_freeze.py", "tests/unit/test_attacks.py"],
-    "evaluate": ["tests/unit/test_evaluate.py"],
-    "attacks": ["tests/unit/test_attacks.py"],
-    "model": ["tests/unit/test_model.py", "tests/unit/test_freeze.py"],
-    "expected": ["tests/unit/test_expected.py"],
-    "data": ["tests/unit/test_data.py"],  # only its augmentation functions are mutated, see AUGMENTATION
-    "training": ["tests/unit/test_training.py"],
+    "bn_analysis": ("mechanics/bn_analysis", ["tests/unit/mechanics/test_bn_analysis.py"]),
+    "train_step": ("mechanics/train_step", ["tests/unit/mechanics/test_freeze.py"]),
+    "freeze": ("mechanics/freeze", ["tests/unit/mechanics/test_freeze.py", "tests/unit/mechanics/test_attacks.py"]),
+    "evaluate": ("runs/evaluate", ["tests/unit/runs/test_evaluate.py"]),
+    "attacks": ("mechanics/attacks", ["tests/unit/mechanics/test_attacks.py"]),
+    "model": ("mechanics/model", ["tests/unit/mechanics/test_model.py", "tests/unit/mechanics/test_freeze.py"]),
+    "expected": ("paper/expected", ["tests/unit/paper/test_expected.py"]),
+    # only its augmentation functions are mutated, see AUGMENTATION
+    "data": ("runs/data", ["tests/unit/runs/test_data.py"]),
+    "training": ("runs/training", ["tests/unit/runs/test_training.py"]),
 }
 AUGMENTATION = ["repro.runs.data.x_augment*", "repro.runs.data.x_random_crop_flip*", "repro.runs.data.x_autoaugment*",
                 "repro.runs.data.x_to_float*"]
 
 
 def run_module(module: str) -> dict:
-    """Mutate repro/MODULE.py against its tests; returns counts per outcome and the survivors."""
+    """Mutate the module against its tests; returns counts per outcome and the survivors."""
+    path, tests = MODULES[module]
     work = ROOT / ".mutation" / module
     if work.exists():
         shutil.rmtree(work)
@@ -49,8 +51,8 @@ def run_module(module: str) -> dict:
     shutil.copy(ROOT / "pyproject.toml", work)  # pytest's markers and options; mutmut reads setup.cfg
     (work / "setup.cfg").write_text(
         "[mutmut]\nsource_paths = repro\n"
-        f"only_mutate = repro/{module}.py\n"
-        "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in MODULES[module])
+        f"only_mutate = repro/{path}.py\n"
+        "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests)
         + "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -x\n"
     )
     started = time.perf_counter()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from repro.cli.main import main
-from repro.figures.history_plot import history_figure
 from repro.paper.budgets import SMOKE
 from repro.paper.expected import load_expected
 from repro.verdicts.history import (
@@ -196,15 +195,6 @@ def test_malformed_line_is_named(tmp_path):
         f.write('{"run": "torn\n')
     with pytest.raises(ValueError, match=r"history.jsonl:5 is not a JSON line"):
         read_history(path)
-
-
-def test_plot_draws_each_metric_over_the_nights():
-    entries = [e for i, aa in enumerate([60.0, 70.0, 65.0])
-               for e in entries_of(record(aa=aa, clean=20.0 + i), night(f"2025-01-0{i + 1}T00:00:00Z"))]
-    fig = history_figure(entries)
-    panels = {ax.get_ylabel(): [list(line.get_ydata()) for line in ax.get_lines()] for ax in fig.axes}
-    assert panels == {"clean_error (%)": [[20.0, 21.0, 22.0]], "pgd_error (%)": [[60.0, 60.0, 60.0]],
-                      "autoattack_error (%)": [[60.0, 70.0, 65.0]]}, panels
 
 
 def test_cli_history_shows_both_nights_flags_and_plots(tmp_path, capsys):

@@ -12,7 +12,8 @@ from repro.paper.budgets import PAPER, SMOKE
 from repro.verdicts.claims import claim_rows
 from repro.verdicts.report import collect_results, render_markdown, write_report, write_seed_report
 from repro.verdicts.table2 import table2_rows
-from tests.unit.test_expected import EXPECTED, paper_results
+from tests.unit.paper.test_expected import EXPECTED
+from tests.unit.verdicts.test_claims import paper_results
 
 PROVENANCE = {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu", "data": {
     "dataset": "cifar10", "checksum_status": "verified", "n_train": 50000, "n_test": 10000}}

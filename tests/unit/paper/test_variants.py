@@ -19,7 +19,7 @@ from repro.runs.run_state import CHECKPOINT_NAME
 from repro.verdicts.compare import comparison_rows
 from repro.verdicts.error_model import metric_error
 from tests.conftest import make_micro_budget
-from tests.unit.test_cli import MICRO, MICRO_SETS
+from tests.unit.cli.test_cli import MICRO, MICRO_SETS
 
 ISSUE_CHOICES = {"attack_bn", "adv_fraction", "bn_only_params_stats", "bn_only_augmentation", "adv_checkpoint",
                  "bn_stats_update", "autoaugment_order", "figure3_logits"}

@@ -20,7 +20,7 @@ from repro.verdicts.error_model import (
     seed_spread,
     separated_pairs,
 )
-from tests.unit.test_expected import EXPECTED
+from tests.unit.paper.test_expected import EXPECTED
 
 MODEL = EXPECTED["error_model"]
 TABLE2 = EXPECTED["table2"]
