@@ -9,7 +9,8 @@ Table 2's verdicts come from the error model (repro/verdicts/error_model.py).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from repro.paper.budgets import Budget
@@ -18,6 +19,7 @@ from repro.paper.variants import describe
 from repro.runs.checkpoint import atomic_write_bytes
 from repro.runs.seeds import mean_records, missing_seeds
 from repro.verdicts.claims import claim_rows
+from repro.verdicts.error_model import CONSISTENT, INCONSISTENT, MISSING
 from repro.verdicts.table2 import (
     METRIC_NAME,
     Row,
@@ -95,40 +97,85 @@ def _cells(row: Row) -> dict[str, str]:
     }
 
 
-def _inputs(per_seed, seeds) -> tuple[list[dict], dict[str, dict], dict[str, list[int]]]:
-    """(every record, the records claims read: the seed's or seed means, rows lacking some seeds but not all)."""
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything a report shows, computed once; the Markdown and terminal renderers only format it."""
+
+    records: list[dict]  # every result record of the seeds asked for
+    seeds: list[int]
+    incomplete: dict[str, list[int]]  # rows lacking some seeds but not all -> the seeds they lack
+    budget_name: str  # the budget the claims are judged at
+    table2_name: str  # the name Table 2 is judged under (Budget.table2_name, plus the data's status)
+    applies: bool  # whether Table 2's verdicts apply under table2_name
+    table2_budgets: list[str]  # where Table 2's verdicts apply
+    rows: list[Row]  # Table 2's metrics
+    claims: list[tuple[dict, str, str]]  # (claim, verdict, relation) per claim (verdicts.claims.claim_rows)
+    notes: list[str]  # where a claim separates rows the paper's data cannot
+
+
+def report_content(expected: dict, per_seed: dict[int, dict[str, dict]], seeds: list[int], budget_name: str,
+                   table2_name: str) -> ReportContent:
+    """The report of `per_seed` ({seed: {config_id: record}}) over `seeds`: Table 2 judged under
+    `table2_name`, the claims at `budget_name` on the seed's records or the seed means."""
     records = [r for s in seeds for r in per_seed.get(s, {}).values()]
     results = per_seed.get(seeds[0], {}) if len(seeds) == 1 else mean_records(per_seed, seeds)
-    partial = {c: absent for c, absent in missing_seeds(per_seed, seeds).items() if len(absent) < len(seeds)}
-    return records, results, partial
-
-
-def _render_markdown(expected, per_seed, seeds, budget_name, table2_name, figures=()) -> str:
-    records, results, incomplete = _inputs(per_seed, seeds)
-    out = ["# Reproduction report: On Fragile Features and Batch Normalization in Adversarial Training", ""]
-    out += [f"- {line}" for line in provenance_lines(records)]
-    out += [f"- {config_id}: no result for seed {', '.join(map(str, absent))}"
-            for config_id, absent in incomplete.items()]
-    applies = table2_name in expected["table2_budgets"]
+    incomplete = {c: absent for c, absent in missing_seeds(per_seed, seeds).items() if len(absent) < len(seeds)}
     rows = table2_rows(expected, per_seed, table2_name, seeds)
+    return ReportContent(records, seeds, incomplete, budget_name, table2_name,
+                         table2_name in expected["table2_budgets"], expected["table2_budgets"], rows,
+                         claim_rows(expected, results, budget_name, incomplete), separation_notes(expected, rows))
+
+
+def table2_summary(content: ReportContent) -> str:
+    """One line: how many Table 2 metrics were judged at this budget and how many were inconsistent."""
+    counts = Counter(row.verdict for row in content.rows)
+    total = len(content.rows)
+    missing = f" ({counts[MISSING]} missing)" if counts[MISSING] else ""
+    if not content.applies:
+        return (f"Table 2: {total - counts[MISSING]} metrics shown, not judged at {content.table2_name} "
+                f"(judged at {', '.join(content.table2_budgets)} only){missing}")
+    return (f"Table 2: {counts[CONSISTENT] + counts[INCONSISTENT]} metrics judged at {content.table2_name}: "
+            f"{counts[CONSISTENT]} consistent with the paper, {counts[INCONSISTENT]} inconsistent{missing}")
+
+
+def claims_summary(content: ReportContent, shown: str = "below") -> str:
+    """One line: how many claims were judged at this budget, how many hold, fail or lack inputs, and how
+    many are judged only at other budgets (shown for information)."""
+    counts = Counter(verdict for _, verdict, _ in content.claims)
+    judged = counts["pass"] + counts["FAIL"] + counts["missing"]
+    parts = [f"{counts['pass']} hold"] + ([f"{counts['FAIL']} FAIL"] if counts["FAIL"] else []) + (
+        [f"{counts['missing']} missing inputs"] if counts["missing"] else [])
+    line = f"claims: {judged} judged at {content.budget_name}: {', '.join(parts)}"
+    if counts["n/a"]:
+        line += f"; {counts['n/a']} judged at other budgets, shown {shown} for information"
+    return line
+
+
+def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
+    seeds = content.seeds
+    out = ["# Reproduction report: On Fragile Features and Batch Normalization in Adversarial Training", ""]
+    out += [f"- {line}" for line in provenance_lines(content.records)]
+    out += [f"- {config_id}: no result for seed {', '.join(map(str, absent))}"
+            for config_id, absent in content.incomplete.items()]
+    out += ["", f"**{table2_summary(content)}**  ", f"**{claims_summary(content)}**"]
     heading = "" if len(seeds) == 1 else f", mean ± SD over seeds {', '.join(map(str, seeds))}"
-    out += ["", f"## Table 2 (errors in %{heading})", ""]
-    if not applies:
-        out += [f"Verdicts apply at budgets {', '.join(expected['table2_budgets'])} only; "
-                f"at budget {table2_name} the numbers are shown, not judged.", ""]
+    out += ["", f"## Table 2 (errors in %{heading})", "", table2_summary(content), ""]
+    if not content.applies:
+        out += [f"Verdicts apply at budgets {', '.join(content.table2_budgets)} only; "
+                f"at budget {content.table2_name} the numbers are shown, not judged.", ""]
     out += ["| Model | metric | paper | measured | Δ | σ | tolerance | z | interval | verdict |",
             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    for row in rows:
+    for row in content.rows:
         c = _cells(row)
         out.append(f"| {row.label} | {METRIC_NAME[row.metric]} | {row.paper:.2f} | {c['measured']} | {c['delta']} "
                    f"| {c['sigma']} | {c['tolerance']} | {c['z']} | {c['interval']} | {row.verdict} |")
-    out += ["", "### Error model", ""] + error_model_lines(expected, rows)
-    notes = separation_notes(expected, rows)
-    if notes:
-        out += ["", "### What the paper's data cannot separate", ""] + [f"- {note}" for note in notes]
+    out += ["", "### Error model", ""] + error_model_lines(expected, content.rows)
+    if content.notes:
+        out += ["", "### What the paper's data cannot separate", ""] + [f"- {note}" for note in content.notes]
     claims_on = "" if len(seeds) == 1 else " (on seed means)"
-    out += ["", f"## Claims{claims_on}", "", "| claim | verdict | relation (measured) | paper's sentence |", "|---|---|---|---|"]
-    for claim, verdict, relation in claim_rows(expected, results, budget_name, incomplete):
+    out += ["", f"## Claims{claims_on}", "", claims_summary(content), "",
+            "| claim | verdict | relation (measured) | paper's sentence |", "|---|---|---|---|"]
+    for claim, verdict, relation in content.claims:
         relation = relation.replace("|", "\\|")  # |diff| relations inside a Markdown table cell
         out.append(f"| {claim['id']} | {verdict} | {relation} | {claim['sentence']} ({claim['source']}) |")
     if figures:
@@ -136,19 +183,23 @@ def _render_markdown(expected, per_seed, seeds, budget_name, table2_name, figure
     return "\n".join(out) + "\n"
 
 
-def _render_terminal(expected, per_seed, seeds, budget_name, table2_name) -> str:
-    records, results, incomplete = _inputs(per_seed, seeds)
-    lines = provenance_lines(records) + [""]
+def _render_terminal(content: ReportContent) -> str:
+    lines = provenance_lines(content.records) + ["", table2_summary(content)]
     lines.append(f"{'Model':<30} {'metric':<7} {'paper':>6} {'measured':>22} {'Δ':>6} {'tol':>7} {'z':>6} "
                  f"{'interval':<16} verdict")
-    for row in table2_rows(expected, per_seed, table2_name, seeds):
+    for row in content.rows:
         c = _cells(row)
         metric = "clean" if row.metric == "clean_error" else "robust"
         lines.append(f"{row.label:<30} {metric:<7} {row.paper:>6.2f} {c['measured']:>22} {c['delta']:>6} "
                      f"{c['tolerance']:>7} {c['z']:>6} {c['interval']:<16} {row.verdict}")
-    lines.append("")
-    for claim, verdict, relation in claim_rows(expected, results, budget_name, incomplete):
-        lines.append(f"{verdict:<7} {claim['id']}: {relation}")
+    judged = [(claim, verdict, relation) for claim, verdict, relation in content.claims if verdict != "n/a"]
+    others = [(claim, verdict, relation) for claim, verdict, relation in content.claims if verdict == "n/a"]
+    lines += ["", claims_summary(content)]
+    lines += [f"{verdict:<7} {claim['id']}: {relation}" for claim, verdict, relation in judged]
+    if others:
+        lines += ["", f"judged at other budgets, for information (n/a at {content.budget_name}):"]
+        lines += [f"{verdict:<7} {claim['id']}: {relation}" for claim, verdict, relation in others]
+    lines += ["", "in short:", f"  {table2_summary(content)}", f"  {claims_summary(content, shown='above')}"]
     return "\n".join(lines)
 
 
@@ -156,13 +207,15 @@ def render_markdown(expected: dict, results: dict[str, dict], budget_name: str, 
                     table2_name: str | None = None) -> str:
     """One run folder's report as Markdown; Table 2 is judged under `table2_name` (default `budget_name`)."""
     per_seed = by_seed(results)
-    return _render_markdown(expected, per_seed, sorted(per_seed) or [0], budget_name, table2_name or budget_name, figures)
+    content = report_content(expected, per_seed, sorted(per_seed) or [0], budget_name, table2_name or budget_name)
+    return _render_markdown(expected, content, figures)
 
 
 def render_terminal(expected: dict, results: dict[str, dict], budget_name: str, table2_name: str | None = None) -> str:
     """Table 2 and the claims as a fixed-width terminal table; Table 2 judged as in render_markdown."""
     per_seed = by_seed(results)
-    return _render_terminal(expected, per_seed, sorted(per_seed) or [0], budget_name, table2_name or budget_name)
+    return _render_terminal(report_content(expected, per_seed, sorted(per_seed) or [0], budget_name,
+                                           table2_name or budget_name))
 
 
 def _judged_name(budget: Budget, records: list[dict]) -> str:
@@ -183,9 +236,10 @@ def write_report(run_folder: Path, expected: dict, budget: Budget) -> tuple[str,
     table2_name = _judged_name(budget, list(results.values()))
     figures = sorted(str(p.relative_to(run_folder)) for p in Path(run_folder).glob("figures/*.png"))
     path = Path(run_folder) / REPORT_NAME
-    markdown = render_markdown(expected, results, budget.name, figures, table2_name=table2_name)
-    atomic_write_bytes(path, markdown.encode())
-    return render_terminal(expected, results, budget.name, table2_name), path
+    per_seed = by_seed(results)
+    content = report_content(expected, per_seed, sorted(per_seed) or [0], budget.name, table2_name)
+    atomic_write_bytes(path, _render_markdown(expected, content, figures).encode())
+    return _render_terminal(content), path
 
 
 def write_seed_report(budget_folder: Path, seeds: list[int], expected: dict, budget: Budget) -> tuple[str, Path]:
@@ -197,5 +251,6 @@ def write_seed_report(budget_folder: Path, seeds: list[int], expected: dict, bud
     per_seed = {seed: collect_results(Path(budget_folder) / f"seed{seed}", budget) for seed in seeds}
     table2_name = _judged_name(budget, [r for results in per_seed.values() for r in results.values()])
     path = Path(budget_folder) / REPORT_NAME
-    atomic_write_bytes(path, _render_markdown(expected, per_seed, seeds, budget.name, table2_name).encode())
-    return _render_terminal(expected, per_seed, seeds, budget.name, table2_name), path
+    content = report_content(expected, per_seed, seeds, budget.name, table2_name)
+    atomic_write_bytes(path, _render_markdown(expected, content).encode())
+    return _render_terminal(content), path

@@ -246,3 +246,55 @@ def test_claim_not_expected_at_a_small_budget_shows_its_outcome_and_the_stated_r
     results["bn_params"]["metrics"]["autoattack_error"] = 58.4
     relation = {c["id"]: r for c, _, r in claim_rows(EXPECTED, results, "cifar_cpu")}[claim["id"]]
     assert ": does not hold (not expected" in relation, f"BN PARAMS = ADV breaks the relation: {relation!r}"
+
+
+# --- the summary lines (issue 22): what was judged at this budget, and what failed ---------------
+
+def terminal(results, budget_name, table2_name=None):
+    from repro.verdicts.report import render_terminal
+
+    return render_terminal(EXPECTED, results, budget_name, table2_name).splitlines()
+
+
+def smoke_records():
+    """Paper-number records on which every claim judged at smoke holds (ADV buys PGD robustness)."""
+    out = records()
+    out["adv"]["metrics"]["pgd_error"] = 30.0
+    return out
+
+
+def test_claims_section_opens_with_what_was_judged_at_this_budget_and_lists_those_first():
+    lines = terminal(smoke_records(), "smoke")
+    judged_here = [c for c in EXPECTED["claims"] if "smoke" in c["budgets"]]
+    first = next(i for i, line in enumerate(lines) if line.startswith("claims:"))
+    assert lines[first] == (f"claims: {len(judged_here)} judged at smoke: {len(judged_here)} hold; "
+                            f"{len(EXPECTED['claims']) - len(judged_here)} judged at other budgets, shown below for "
+                            "information"), lines[first]
+    listed = [line.split()[1].rstrip(":") for line in lines[first + 1:first + 1 + len(judged_here)]]
+    assert listed == [c["id"] for c in judged_here], f"the claims judged at smoke must come first: {listed}"
+    assert not any(line.startswith("n/a") for line in lines[:first + len(judged_here) + 1]), \
+        "a claim not judged at this budget is listed before the judged ones"
+
+
+def test_claims_summary_counts_a_failed_claim():
+    broken = smoke_records()
+    broken["normal"]["metrics"]["clean_error"] = 90.0  # normal_learns (smoke) fails
+    summary = next(line for line in terminal(broken, "smoke") if line.startswith("claims:"))
+    assert summary.startswith("claims: 3 judged at smoke: 2 hold, 1 FAIL;"), f"the failed claim is not counted: {summary}"
+
+
+def test_table2_summary_counts_judged_and_inconsistent_metrics():
+    lines = terminal(shifted(lambda c, m: 60.0 if (c, m) == ("adv", "clean_error") else 0.0), "paper")
+    summary = next(line for line in lines if line.startswith("Table 2:"))
+    assert summary == "Table 2: 22 metrics judged at paper: 21 consistent with the paper, 1 inconsistent", summary
+
+
+def test_table2_summary_says_when_nothing_is_judged():
+    summary = next(line for line in terminal(records(), "smoke") if line.startswith("Table 2:"))
+    assert summary == "Table 2: 22 metrics shown, not judged at smoke (judged at paper only)", summary
+
+
+def test_terminal_ends_with_both_summaries():
+    lines = terminal(records(), "smoke")
+    assert lines[-3] == "in short:" and lines[-2].strip().startswith("Table 2:") and \
+        lines[-1].strip().startswith("claims:"), lines[-3:]
