@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from repro.ops.modes import CPU_COMPILE_BACKEND, MODES, Sizes, default_sizes
 from repro.ops.projection import projection
 from repro.ops.throughput import WORKLOADS, measure_throughput
 from repro.paper.budgets import PAPER
-from repro.runs.provenance import library_versions
+from repro.runs.provenance import library_versions, nvidia_driver
 
 
 def environment(device: torch.device) -> dict:
@@ -44,7 +43,7 @@ def environment(device: torch.device) -> dict:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
         "device": str(device), "device_name": name, "memory_gib": round(memory / 2**30, 1),
-        "driver": _nvidia_driver() if cuda else "none",
+        "driver": nvidia_driver() if cuda else "none",
         "cuda": torch.version.cuda if cuda else "none", "cudnn": torch.backends.cudnn.version() if cuda else "none",
         "versions": library_versions(),
         "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32,
@@ -52,14 +51,6 @@ def environment(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average": round(os.getloadavg()[0], 2),
     }
-
-
-def _nvidia_driver() -> str:
-    try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=10, check=True).stdout.split("\n")[0].strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (nvidia-smi not found)"
 
 
 def selfcheck(device: torch.device, sizes: Sizes | None = None, backend: str | None = None) -> dict:

@@ -27,14 +27,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
-def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """A short hash of a model's state dict (names, dtypes, shapes, values): which weights these are."""
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model's state dict (names, dtypes, shapes, values): which weights these are, whatever
+    device or memory format (channels_last) they are held in."""
     digest = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """The first 16 hex digits of state_digest: the short name checkpoints and result identities use."""
+    return state_digest(state)[:16]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -99,11 +105,16 @@ def load_checkpoint(path: Path, expect: dict | None = None) -> dict:
 
 
 @contextlib.contextmanager
-def run_lock(folder: Path, timeout: float = -1) -> Iterator[None]:
-    """Hold an exclusive lock on a run folder (blocks until free; timeout < 0 waits forever)."""
+def run_lock(folder: Path, timeout: float = -1, name: str = ".lock") -> Iterator[None]:
+    """Hold an exclusive lock on a run folder (blocks until free; timeout < 0 waits forever).
+
+    `name` picks one of the folder's locks: ".lock" guards training, ".result.lock" a whole
+    train-and-evaluate (Pipeline.result), which takes ".lock" inside it; one process never takes
+    the same lock twice (flock would wait on itself).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / ".lock"))
+    lock = FileLock(str(folder / name))
     try:
         with lock.acquire(timeout=timeout):
             yield

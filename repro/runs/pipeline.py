@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 
 from repro.paper.budgets import Budget
-from repro.runs.checkpoint import CheckpointError, atomic_write_bytes, atomic_write_json, run_lock, state_fingerprint
+from repro.runs.checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_json, run_lock, state_digest,
+                                   state_fingerprint)
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, LAST_EPOCH, NORMAL, Configuration
 from repro.paper.datasets import CIFAR10, CIFAR10_SIZES
 from repro.runs.data import DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.runs.evaluate import evaluate
 from repro.mechanics.model import ResNet20
-from repro.runs.provenance import device_description, git_commit, library_versions
+from repro.runs.provenance import device_description, git_commit, hardware, library_versions
 from repro.runs.run_state import CHECKPOINT_NAME, checkpoint_selection, is_complete, load_trained_model
 from repro.runs.training import train
 from repro.paper.variants import apply_variants, config_changes, folder_suffix, training_variants
@@ -82,6 +83,8 @@ class Pipeline:
         self._data: Dataset | None = None
         self._restarted: set[str] = set()
         self.trained_here: list[str] = []  # configurations this process trained (not loaded)
+        self.evaluated_here: list[str] = []  # configurations this process evaluated (not reused)
+        self._hashes: dict[str, str] | None = None
 
     @property
     def data(self) -> Dataset:
@@ -158,9 +161,17 @@ class Pipeline:
         atomic_write_bytes(target, default.read_bytes())
 
     def result(self, config: Configuration, reuse: bool = True) -> dict:
-        """Train (if needed) and evaluate `config`; writes and returns its result record."""
-        s = self.settings
+        """Train (if needed) and evaluate `config`; writes and returns its result record.
+
+        Holds the row's result lock throughout, so a second process asking for the same row (another
+        pytest-xdist worker) waits and reuses this record instead of evaluating it again.
+        """
         config = self.configuration(config)
+        with run_lock(self.folder(config), name=".result.lock"):
+            return self._result(config, reuse)
+
+    def _result(self, config: Configuration, reuse: bool) -> dict:
+        s = self.settings
         path = self.folder(config) / RESULT_NAME
         model, train_seconds = self.trained_model(config, restart=s.restart)
         identity = self._identity(config, model)
@@ -172,6 +183,7 @@ class Pipeline:
                 return record
         started = time.perf_counter()
         metrics, series, timings = evaluate(model, self.data, s.budget, seed=s.seed)
+        self.evaluated_here.append(config.id)
         record = {
             "identity": identity,
             "config": asdict(config),
@@ -184,7 +196,11 @@ class Pipeline:
                 "git_commit": git_commit(),
                 "versions": library_versions(),
                 "device": device_description(s.device),
+                "hardware": hardware(s.device),  # CPU model and capability, threads; GPU, driver, CUDA, cuDNN
                 "data": self.data.provenance(),
+                "data_sha256": self._data_hashes(),  # the arrays as loaded, whatever their checksum status
+                "weights_sha256": state_digest(model.state_dict()),  # the weights evaluated
+                **self._initial_weights(config),
                 # what a passing selfcheck switched on (--selfcheck); absent when none was applied
                 **({"selfcheck": s.selfcheck} if s.selfcheck is not None else {}),
             },
@@ -195,6 +211,18 @@ class Pipeline:
             record["checkpoint_selection"] = checkpoint_selection(self.folder(config))
         atomic_write_json(path, record)
         return record
+
+    def _data_hashes(self) -> dict[str, str]:
+        if self._hashes is None:
+            self._hashes = self.data.hashes()
+        return self._hashes
+
+    def _initial_weights(self, config: Configuration) -> dict[str, str]:
+        """{"initial_weights_sha256": the starting NORMAL's weights} for a fine-tuning row, else {}."""
+        if config.init != FROM_NORMAL:
+            return {}
+        initial, _ = self.trained_model(NORMAL)
+        return {"initial_weights_sha256": state_digest(initial.state_dict())}
 
     def _identity(self, config: Configuration, model: ResNet20) -> dict:
         """What a result record must match to be reused: the very weights, evaluated the same way."""

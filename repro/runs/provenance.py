@@ -1,4 +1,10 @@
-"""Provenance every result carries: code version, library versions, device."""
+"""Provenance every result carries: code version, library versions, the hardware computed on.
+
+Enough to tell "same inputs, different weights" (a defect) from "another machine" (expected): the CPU
+model and the kernel set torch dispatches to on it (`torch.backends.cpu.get_cpu_capability()`), the
+thread count, and on CUDA the device, compute capability, driver, CUDA and cuDNN versions. The data's
+and the weights' hashes are recorded beside it (repro/runs/data.py, repro/runs/checkpoint.py).
+"""
 
 from __future__ import annotations
 
@@ -60,6 +66,68 @@ def device_description(device: torch.device | str) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute in bf16 natively (oneDNN uses them)
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first value of `key` in /proc/cpuinfo (Linux), or None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":", 1)[0].strip() == key:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo "model name" on Linux), else what platform reports."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_bf16_flags() -> list[str]:
+    """Which of BF16_CPU_FLAGS this CPU has (empty: bf16 runs emulated in fp32 units, slowly)."""
+    flags = set((_cpuinfo("flags") or "").split())
+    return [flag for flag in BF16_CPU_FLAGS if flag in flags]
+
+
+def nvidia_driver() -> str:
+    """The NVIDIA driver version as nvidia-smi reports it."""
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout.split("\n")[0].strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (nvidia-smi not found)"
+
+
+def hardware(device: torch.device | str) -> dict:
+    """What a number was computed on, as far as it decides the arithmetic (issue 24).
+
+    CPU: model, torch's dispatch capability (e.g. AVX512: which oneDNN/ATen kernels run, hence their
+    rounding), machine, torch's intra-op threads. CUDA adds the device name, compute capability,
+    driver, CUDA and cuDNN versions.
+    """
+    device = torch.device(device)
+    out = {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "cpu_bf16": cpu_bf16_flags(), "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        out.update(device_name=torch.cuda.get_device_name(device), compute_capability=f"{major}.{minor}",
+                   driver=nvidia_driver(), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    return out
+
+
+def hardware_key(hardware_record: dict | None) -> str | None:
+    """The part of `hardware` that decides the arithmetic, as one comparable string (None when a record
+    predates it): two runs with equal keys ran the same kernels; the thread count counts too (reduction
+    order)."""
+    if not hardware_record:
+        return None
+    parts = [hardware_record.get(k) for k in ("cpu_model", "cpu_capability", "torch_threads", "device_name",
+                                              "compute_capability", "cuda", "cudnn")]
+    return " | ".join(str(p) for p in parts if p is not None)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

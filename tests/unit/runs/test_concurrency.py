@@ -1,4 +1,5 @@
-"""Several workers sharing one run cache: NORMAL is trained once, the fine-tuning rows wait for it.
+"""Several workers sharing one run cache: NORMAL is trained once, the fine-tuning rows wait for it, and
+two workers asking for the same row train and evaluate it once (the second waits and reuses the result).
 
 This is the CPU test of what `pytest -m slow -n N` does on a multi-GPU node.
 """
@@ -8,6 +9,7 @@ import multiprocessing
 import pytest
 
 FINE_TUNING = ["bn_stats_no_reset", "bn_params", "bn_only_params"]
+WORKERS = FINE_TUNING + ["bn_params"]  # two workers on one row, as when two tests of the tier read it
 # Seconds before a hung pool counts as a deadlock (a lock never released, a worker waiting on a
 # NORMAL nobody trains). The micro budget finishes in well under a minute on 2 shared cores.
 DEADLOCK_TIMEOUT = 300
@@ -25,14 +27,14 @@ def worker(out, config_id):
                                autoattack_iterations=1)
     pipeline = Pipeline(RunSettings(budget=budget, out=out))
     record = pipeline.result(get_configuration(config_id))
-    return pipeline.trained_here, record["metrics"]["clean_error"]
+    return pipeline.trained_here, pipeline.evaluated_here
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     out = tmp_path_factory.mktemp("shared_cache")
-    with multiprocessing.get_context("spawn").Pool(len(FINE_TUNING)) as pool:
-        pending = pool.starmap_async(worker, [(out, config_id) for config_id in FINE_TUNING], chunksize=1)
+    with multiprocessing.get_context("spawn").Pool(len(WORKERS)) as pool:
+        pending = pool.starmap_async(worker, [(out, config_id) for config_id in WORKERS], chunksize=1)
         # A bare starmap waits forever: a deadlock would hang CI instead of failing here.
         return pending.get(timeout=DEADLOCK_TIMEOUT)
 
@@ -42,6 +44,12 @@ def test_normal_trained_exactly_once(outcomes):
     assert len(trainers) == 1, f"NORMAL must be trained by exactly one worker, got {[t for t, _ in outcomes]}"
 
 
-def test_every_worker_trained_its_own_row(outcomes):
-    own = [config_id in trained for config_id, (trained, _) in zip(FINE_TUNING, outcomes)]
-    assert all(own), f"each worker trains its fine-tuning row: {[t for t, _ in outcomes]}"
+def test_every_row_is_trained_exactly_once(outcomes):
+    trained = sorted(row for done, _ in outcomes for row in done if row != "normal")
+    assert trained == sorted(FINE_TUNING), f"each fine-tuning row is trained by one worker: {[t for t, _ in outcomes]}"
+
+
+def test_every_row_is_evaluated_exactly_once(outcomes):
+    evaluated = sorted(row for _, done in outcomes for row in done)
+    assert evaluated == sorted(FINE_TUNING), \
+        f"two workers on one row must evaluate it once (the second reuses the result): {[e for _, e in outcomes]}"

@@ -34,3 +34,50 @@ def test_commit_made_during_a_run_does_not_relabel_it(fresh_commit_cache):
     (repo / "f").write_text("and an uncommitted edit")
     assert provenance.git_commit() == started, \
         "a result written later in the same process still names the code the process started with"
+
+
+# --- what a result was computed on (issue 24) ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def micro_records(tmp_path_factory):
+    """NORMAL and BN PARAMS at the micro budget: their result records."""
+    from repro.paper.configs import BN_PARAMS, NORMAL
+    from repro.runs.pipeline import Pipeline, RunSettings
+    from tests.conftest import make_micro_budget
+
+    budget = make_micro_budget(epochs_clean=1, epochs_finetune=1, eval_pgd_steps=1, n_robust=16,
+                               autoattack_iterations=1)
+    pipeline = Pipeline(RunSettings(budget=budget, out=tmp_path_factory.mktemp("runs")))
+    return {c.id: pipeline.result(c) for c in (NORMAL, BN_PARAMS)}, pipeline
+
+
+def test_result_records_the_hardware_it_ran_on(micro_records):
+    import torch
+
+    hardware = micro_records[0]["normal"]["provenance"]["hardware"]
+    assert hardware["cpu_capability"] == torch.backends.cpu.get_cpu_capability(), hardware
+    assert hardware["torch_threads"] == torch.get_num_threads(), hardware
+    assert hardware["cpu_model"], f"no CPU model recorded: {hardware}"
+
+
+def test_result_records_the_hash_of_the_arrays_it_read(micro_records):
+    records, pipeline = micro_records
+    hashes = records["normal"]["provenance"]["data_sha256"]
+    assert set(hashes) == {"train_sha256", "test_sha256"} and all(len(h) == 64 for h in hashes.values()), hashes
+    assert records["bn_params"]["provenance"]["data_sha256"] == hashes, "one run's rows read one data set"
+    changed = pipeline.data.to("cpu")
+    changed.train_images[0, 0, 0, 0] ^= 1  # one bit of one pixel
+    assert changed.hashes()["train_sha256"] != hashes["train_sha256"], "a changed pixel must change the data hash"
+    assert changed.hashes()["test_sha256"] == hashes["test_sha256"], "the test arrays did not change"
+
+
+def test_result_records_its_weights_and_a_fine_tuning_row_its_starting_normal(micro_records):
+    records, _ = micro_records
+    normal, bn_params = (records[c]["provenance"] for c in ("normal", "bn_params"))
+    assert len(normal["weights_sha256"]) == 64, normal["weights_sha256"]
+    assert normal["weights_sha256"].startswith(records["normal"]["identity"]["model"]), \
+        "the weight hash and the result identity's fingerprint must name the same weights"
+    assert bn_params["initial_weights_sha256"] == normal["weights_sha256"], \
+        "BN PARAMS must record that it started from this NORMAL"
+    assert bn_params["weights_sha256"] != normal["weights_sha256"], "fine-tuning changed the weights"
+    assert "initial_weights_sha256" not in normal, "a row trained from scratch has no starting weights"

@@ -65,7 +65,10 @@ def test_result_file_carries_provenance(micro_results, config_id):
     pipeline, _ = micro_results
     record = json.loads((pipeline.folder(CONFIGURATIONS[config_id]) / "result.json").read_text())
     provenance = record["provenance"]
-    assert set(provenance) == {"git_commit", "versions", "device", "data"}, f"provenance fields: {sorted(provenance)}"
+    fields = {"git_commit", "versions", "device", "hardware", "data", "data_sha256", "weights_sha256"}
+    if CONFIGURATIONS[config_id].init == FROM_NORMAL:
+        fields.add("initial_weights_sha256")  # the NORMAL it was fine-tuned from
+    assert set(provenance) == fields, f"provenance fields: {sorted(provenance)}"
     assert provenance["data"]["checksum_status"] == "generated", "data source recorded"
     assert record["config"]["id"] == config_id and record["budget"]["name"] == "micro", "configuration and budget recorded"
     assert record["wall_seconds"]["train"] > 0, "training wall time recorded"
