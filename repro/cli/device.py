@@ -7,6 +7,7 @@ from pathlib import Path
 
 from repro.cli.options import settings_from
 from repro.mechanics.acceleration import plan
+from repro.paper.budgets import BUDGETS, get_budget
 from repro.paper.configs import CONFIGURATIONS
 from repro.runs.provenance import device_description, resolve_device
 from repro.runs.timing import measure_rates, row_seconds
@@ -22,8 +23,11 @@ def add_commands(sub, common) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", default="runs", help="folder for selfcheck.json (default: runs/)")
     p.add_argument("--json", help="write the JSON here instead of OUT/selfcheck.json")
-    p.add_argument("--width", type=int, help="network width (default: 64 on CUDA, 4 on a CPU)")
-    p.add_argument("--batch-size", type=int, help="images per step (default: 128 on CUDA, 16 on a CPU)")
+    p.add_argument("--budget", choices=list(BUDGETS),
+                   help="size the check at this budget's width, batch and evaluation attacks, on a model trained "
+                        "until its checks can fail (e.g. --budget cifar_cpu on a CPU: about 10 minutes)")
+    p.add_argument("--width", type=int, help="network width (default: 64 on CUDA, 2 on a CPU)")
+    p.add_argument("--batch-size", type=int, help="images per step (default: 128 on CUDA, 8 on a CPU)")
     p.add_argument("--repeats", type=int, help="timed steps per measurement after one warm-up")
     p.add_argument("--train-steps", type=int, help="ADV steps of the model the attacks are compared on")
     p.add_argument("--images", dest="n_images", type=int, help="images attacked in fp32, bf16 and compiled")
@@ -53,10 +57,10 @@ def cmd_bench(args) -> int:
 
 def cmd_selfcheck(args) -> int:
     from repro.ops import selfcheck
-    from repro.ops.modes import default_sizes
+    from repro.ops.modes import default_sizes, sizes_for
 
     device = resolve_device(args.device)
-    defaults = default_sizes(device)
+    defaults = sizes_for(get_budget(args.budget)) if args.budget else default_sizes(device)
     changes = {field: getattr(args, field) for field in ("width", "batch_size", "repeats", "train_steps", "n_images")
                if getattr(args, field) is not None}
     if any(value < 1 for value in changes.values()):

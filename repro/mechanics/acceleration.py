@@ -1,8 +1,8 @@
 """Speed-ups of the network, decided by one rule on every device and runnable on a CPU.
 
-- channels_last memory format (convolutions run faster in NHWC on tensor cores): on by default
-  on CUDA, off by default on a CPU (where it is a layout choice with no speed gain), and testable
-  on either;
+- channels_last memory format (budget.channels_last): on by default on CUDA (NHWC convolutions
+  run faster on tensor cores), off by default on a CPU; on CPUs with AVX-512 it measured 1.2-1.3x
+  faster too (issue 28), so a CPU selfcheck measures it and switches it on where it passed;
 - bf16 autocast of the network's forward pass (budget.bf16). The attack's perturbation, sign step
   and projection stay in fp32: they act on the images outside the network, and the logits are
   returned in fp32. Autocast exists on a CPU too, so `--set bf16=true` runs there (slowly);
@@ -83,7 +83,8 @@ def plan(budget: Budget, device: torch.device | str, *, channels_last: bool | No
     """The speed-ups `budget` asks for on `device`.
 
     Args:
-        channels_last: None = the device's default (on for CUDA, off for a CPU).
+        channels_last: None = budget.channels_last, and where that is None the device's default
+            (on for CUDA, off for a CPU).
         backend: torch.compile backend when budget.compile is set (None: COMPILE_BACKEND).
 
     Raises ValueError (one line, saying what to do) for compile with inductor on a CPU that has no
@@ -94,8 +95,10 @@ def plan(budget: Budget, device: torch.device | str, *, channels_last: bool | No
     if budget.compile and backend == "inductor" and device.type == "cpu" and cpp_compiler() is None:
         raise ValueError("compile=true on a CPU needs a C++ compiler for torch.compile's inductor backend "
                          "(none found: set CXX or install g++); drop --set compile=true to run eagerly")
+    if channels_last is None:
+        channels_last = device.type == "cuda" if budget.channels_last is None else budget.channels_last
     return Acceleration(
-        channels_last=device.type == "cuda" if channels_last is None else channels_last,
+        channels_last=channels_last,
         bf16=budget.bf16, compile=budget.compile, backend=backend,
     )
 
@@ -125,21 +128,46 @@ def unwrap(net: nn.Module) -> nn.Module:
     return net.model if isinstance(net, Autocast) else net
 
 
-def apply_selfcheck(budget: Budget, record: dict, device: torch.device | str) -> tuple[Budget, dict]:
-    """`budget` with bf16 and compile switched on where the selfcheck `record` (selfcheck.json)
-    passed its rule on this device type; returns (budget, what was applied, for result provenance).
+def approved_mode(record: dict) -> str:
+    """The fastest mode of a selfcheck `record` (selfcheck.json) that passed its checks, by the PGD
+    training step's measured rate (the step every budget spends most of its time in); "fp32" when
+    none did. A compiled mode counts only if the selfcheck compiled with the backend runs use (a CPU
+    selfcheck's eager-backend pass says nothing about inductor's code).
+    """
+    def usable(name: str) -> bool:
+        switches, rate = record["modes"][name], record["throughput"]["pgd10_step"].get(name, {})
+        compiled_as_runs = not switches["compile"] or record["compile_backend"] == COMPILE_BACKEND
+        return bool(record["passes"].get(name)) and compiled_as_runs and "images_per_second" in rate
 
-    Never switches anything off. Compile is turned on only if the selfcheck compiled with the
-    backend runs use (a CPU selfcheck's eager-backend pass says nothing about inductor's code).
-    Raises ValueError when the selfcheck ran on another device type.
+    candidates = [name for name in record["modes"] if usable(name)]
+    rate = lambda name: record["throughput"]["pgd10_step"][name]["images_per_second"]  # noqa: E731
+    return max(candidates, key=rate) if candidates else "fp32"
+
+
+def apply_selfcheck(budget: Budget, record: dict, device: torch.device | str) -> tuple[Budget, dict]:
+    """`budget` with the fastest mode the selfcheck `record` (selfcheck.json) approved on this device type
+    switched on (approved_mode); returns (budget, what was applied, for result provenance).
+
+    Never switches anything off. A record of the first format (passes of "bf16" and "compile") switches
+    those on where they passed, compile only for the backend runs use. Raises ValueError when the
+    selfcheck ran on another device type.
     """
     device = torch.device(device)
     if record.get("device") != device.type:
         raise ValueError(f"the selfcheck ran on {record.get('device')!r}, this run on {device.type!r}: "
                          f"run `repro selfcheck --device {device.type}` here and pass its selfcheck.json")
     passes = record["passes"]
-    bf16 = budget.bf16 or bool(passes["bf16"])
-    compile_ = budget.compile or (bool(passes["compile"]) and record["compile_backend"] == COMPILE_BACKEND)
-    applied = {"bf16": bf16, "compile": compile_, "passes": passes, "compile_backend": record["compile_backend"],
-               "sizes": record["sizes"], "device_name": record["environment"]["device_name"]}
-    return dataclasses.replace(budget, bf16=bf16, compile=compile_), applied
+    if "modes" in record:
+        mode = approved_mode(record)
+        switches = record["modes"][mode]
+    else:  # first format: bf16 and compile, channels_last the device's default
+        mode = None
+        switches = {"bf16": bool(passes["bf16"]), "channels_last": None,
+                    "compile": bool(passes["compile"]) and record["compile_backend"] == COMPILE_BACKEND}
+    bf16 = budget.bf16 or switches["bf16"]
+    compile_ = budget.compile or switches["compile"]
+    channels_last = budget.channels_last if budget.channels_last is not None else switches["channels_last"]
+    applied = {"mode": mode, "bf16": bf16, "compile": compile_, "channels_last": channels_last, "passes": passes,
+               "compile_backend": record["compile_backend"], "sizes": record["sizes"],
+               "device_name": record["environment"]["device_name"]}
+    return dataclasses.replace(budget, bf16=bf16, compile=compile_, channels_last=channels_last), applied

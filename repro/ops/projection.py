@@ -49,13 +49,9 @@ def setting_rates(throughput: dict, mode: str) -> dict[str, float]:
             "forward_adversarial": rate["bn_only_step"], "pgd_eval_per_iteration": rate["apgd_ce"]}
 
 
-def projection(throughput: dict, passes: dict, budget: Budget, sizes) -> dict:
+def projection(throughput: dict, mode: str, budget: Budget, sizes) -> dict:
     """Projected wall time of `budget`'s rows, per row and in total on 1, 4 and 8 GPUs, in the
-    fastest measured setting that passed its check (fp32 eager always qualifies)."""
-    allowed = {"fp32": True, "bf16": passes["bf16"], "compiled": passes["compile"]}
-    candidates = [m for m, ok in allowed.items() if ok and "images_per_second" in throughput["pgd10_step"][m]]
-    # The nightly's cost is the PGD-10 rows (three from scratch for 160 epochs): rank settings by that step.
-    mode = max(candidates, key=lambda m: throughput["pgd10_step"][m]["images_per_second"])
+    selfcheck's `mode` (its approved one: the fastest that passed, acceleration.approved_mode)."""
     rates = setting_rates(throughput, mode)
     per_iteration = rates.pop("pgd_eval_per_iteration")
     rates["pgd_eval"] = per_iteration * sizes.apgd_iterations / budget.eval_pgd_steps

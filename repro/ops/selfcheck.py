@@ -1,15 +1,17 @@
 """`repro selfcheck`: is this device ready for the paper budget, and which speed-ups has it earned?
 
-One command, run before a nightly (issue 13): the environment; measured images/s of NORMAL's clean
-step with its AutoAugment, ADV's PGD-10 step, ADV BN ONLY's step and APGD-CE, each in fp32, bf16
-and compiled, and of two rows at once on the one device; whether bf16 and compile leave PGD and
-APGD-CE as strong as fp32 eager on a briefly adversarially trained model (the rule:
-`within_binomial_noise`); whether the same short run twice gives the same weights; and the paper
-budget's projected wall time for 1, 4 and 8 GPUs in the fastest setting that passed.
+One command, run before a nightly (issues 13 and 28): the environment; measured images/s of NORMAL's
+clean step with its AutoAugment, ADV's PGD-10 step, ADV BN ONLY's step and APGD-CE in every mode
+(repro/ops/modes.py: fp32, bf16, compiled; on a CPU also channels_last and bf16 + channels_last), and
+of two rows at once on the one device; whether each mode leaves the clean error, PGD and APGD-CE as
+fp32 eager has them on a briefly adversarially trained model (the rule: `within_binomial_noise`);
+whether the same short run twice gives the same weights; the approved mode (the fastest that passed);
+and the paper budget's projected wall time for 1, 4 and 8 GPUs in it.
 
 Sizes are parameters (`Sizes`): the paper's width and batch on CUDA, a tiny size on a CPU so that
-the fast suite runs the whole command. The paper budget turns bf16/compile on only from a passing
-selfcheck of the same device type (`apply_selfcheck`, `repro reproduce --selfcheck selfcheck.json`).
+the fast suite runs the whole command, or a budget's (`--budget cifar_cpu`, repro/ops/modes.py
+sizes_for). Runs switch on the approved mode only from a passing selfcheck of the same device type
+(`apply_selfcheck`, `repro reproduce --selfcheck selfcheck.json`), recorded in their provenance.
 """
 
 from __future__ import annotations
@@ -17,19 +19,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from repro.mechanics.acceleration import COMPILE_BACKEND
+from repro.mechanics.acceleration import COMPILE_BACKEND, approved_mode
 from repro.ops.attack_check import attack_strength, determinism
-from repro.ops.modes import CPU_COMPILE_BACKEND, MODES, Sizes, default_sizes
+from repro.ops.modes import CPU_COMPILE_BACKEND, FP32, Sizes, default_sizes, modes_for
 from repro.ops.projection import projection
 from repro.ops.throughput import WORKLOADS, measure_throughput
 from repro.paper.budgets import PAPER
-from repro.runs.provenance import library_versions, nvidia_driver
+from repro.runs.provenance import cpu_model, hardware, library_versions, nvidia_driver
 
 
 def environment(device: torch.device) -> dict:
@@ -39,7 +40,7 @@ def environment(device: torch.device) -> dict:
         properties = torch.cuda.get_device_properties(device)
         name, memory = properties.name, properties.total_memory
     else:
-        name = platform.processor() or platform.machine()
+        name = cpu_model()
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
         "device": str(device), "device_name": name, "memory_gib": round(memory / 2**30, 1),
@@ -49,7 +50,7 @@ def environment(device: torch.device) -> dict:
         "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32,
                  "float32_matmul_precision": torch.get_float32_matmul_precision()},
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "load_average": round(os.getloadavg()[0], 2),
+        "load_average": round(os.getloadavg()[0], 2), "hardware": hardware(device),
     }
 
 
@@ -65,45 +66,49 @@ def selfcheck(device: torch.device, sizes: Sizes | None = None, backend: str | N
                                          "graph on a small CPU; eager traces the same graphs without generating code")}
     # Graphs of one measurement's model are reused by the next (same code); the limit is raised so
     # that no measurement silently falls back to eager after dynamo's default 8 recompiles.
+    modes = modes_for(device)
+    record["modes"] = {mode.name: mode.switches() for mode in modes}
     with torch._dynamo.config.patch(recompile_limit=64):
-        record["throughput"] = measure_throughput(sizes, device, backend)
-        record["attack_strength"] = attack_strength(sizes, device, backend)
+        record["throughput"] = measure_throughput(sizes, modes, device, backend)
+        record["attack_strength"] = attack_strength(sizes, modes, device, backend)
     record["determinism"] = determinism(sizes, device)
-    record["passes"] = {"bf16": record["attack_strength"]["bf16_passes"],
-                        "compile": record["attack_strength"]["compiled_passes"]}
-    record["projection"] = projection(record["throughput"], record["passes"], PAPER, sizes)
+    record["passes"] = {FP32: True, **{m.name: record["attack_strength"][f"{m.name}_passes"] for m in modes[1:]}}
+    record["approved"] = approved_mode(record)
+    record["projection"] = projection(record["throughput"], record["approved"], PAPER, sizes)
     record["seconds"] = time.perf_counter() - started
     return record
 
 
 def _cell(value: dict) -> str:
-    return f"{value['images_per_second']:10.1f}" if "images_per_second" in value else f"{'skipped':>10}"
+    return f"{value['images_per_second']:20.1f}" if "images_per_second" in value else f"{'skipped':>20}"
 
 
 def render(record: dict) -> str:
     """The short table printed by `repro selfcheck`."""
     env, sizes = record["environment"], record["sizes"]
+    modes = sorted(record["modes"], key=lambda mode: (mode != FP32, len(mode), mode))  # the reference first
     lines = [f"device: {env['device_name']} ({env['device']}, {env['memory_gib']} GiB); driver {env['driver']}, "
              f"CUDA {env['cuda']}, cuDNN {env['cudnn']}; torch {env['versions']['torch']}, torchvision "
              f"{env['versions']['torchvision']}, pyautoattack {env['versions']['pyautoattack']}",
              f"TF32 matmul {env['tf32']['matmul']}, cudnn {env['tf32']['cudnn']}; {env['cpu_count']} CPUs, "
-             f"{env['torch_threads']} torch threads, load {env['load_average']}",
+             f"{env['torch_threads']} torch threads, load {env['load_average']}; CPU capability "
+             f"{env['hardware']['cpu_capability']}, bf16 instructions {', '.join(env['hardware']['cpu_bf16']) or 'none'}",
              f"sizes: width {sizes['width']}, batch {sizes['batch_size']}; compile backend {record['compile_backend']}",
-             "", f"{'images/s':<20}" + "".join(f"{m:>10}" for m in MODES)]
+             "", f"{'images/s':<20}" + "".join(f"{m:>20}" for m in modes)]
     for name in WORKLOADS:
-        lines.append(f"{name:<20}" + "".join(_cell(record["throughput"][name][m]) for m in MODES))
+        lines.append(f"{name:<20}" + "".join(_cell(record["throughput"][name][m]) for m in modes))
     both = record["throughput"]["two_rows_concurrently"]
     lines.append(f"two rows at once: {both['two_rows_images_per_second']:.1f} images/s vs one row "
                  f"{both['one_row_images_per_second']:.1f} (x{both['speedup']:.2f}; {both['method']})")
     strength = record["attack_strength"]
-    lines += ["", f"robust error % ({strength['n_images']} images, model after {strength['train_steps']} ADV steps)"
-              f"{'PGD':>8}{'APGD-CE':>9}"]
-    for mode in MODES:
+    lines += ["", f"error % ({strength['n_images']} images, model after {strength['train_steps']} ADV steps)"
+                  f"{'clean':>8}{'PGD':>8}{'APGD-CE':>9}  passes"]
+    for mode in modes:
         errors = strength[mode]
-        lines.append(f"  {mode:<10}" + (f"{errors['pgd_error']:8.2f}{errors['apgd_ce_error']:9.2f}"
-                                        if "pgd_error" in errors else "  skipped"))
-    lines.append(f"bf16 passes: {record['passes']['bf16']}; compile passes: {record['passes']['compile']} "
-                 f"(rule: {strength['rule']})")
+        cells = (f"{errors['clean_error']:8.2f}{errors['pgd_error']:8.2f}{errors['apgd_ce_error']:9.2f}"
+                 if "pgd_error" in errors else f"  skipped: {errors['skipped']}")
+        lines.append(f"  {mode:<20}{cells}  {'(reference)' if mode == modes[0] else record['passes'][mode]}")
+    lines.append(f"approved: {record['approved']} (the fastest mode that passed; rule: {strength['rule']})")
     det = record["determinism"]
     lines.append(f"determinism: {det['steps']} steps twice: identical {det['identical']} "
                  f"(max |difference| {det['max_abs_difference']:.3g})")

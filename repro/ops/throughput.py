@@ -15,7 +15,7 @@ from repro.mechanics.attacks import PGDSettings
 from repro.mechanics.freeze import apply_configuration
 from repro.mechanics.model import ResNet20
 from repro.mechanics.train_step import train_step
-from repro.ops.modes import MODES, Sizes, network_in_mode
+from repro.ops.modes import Mode, Sizes, network_in_mode, refusal
 from repro.paper.budgets import PAPER
 from repro.paper.configs import ADV, ADV_BN_ONLY, CROP_FLIP, NORMAL
 from repro.runs.data import augment, prefetched_autoaugment, to_float
@@ -25,7 +25,7 @@ from repro.runs.timing import _rate as images_per_second  # the one timer of `re
 WORKLOADS = ("clean_autoaugment", "pgd10_step", "bn_only_step", "apgd_ce")
 
 
-def _workload(name: str, sizes: Sizes, mode: str, device: torch.device, backend: str, seed: int = 0):
+def _workload(name: str, sizes: Sizes, mode: Mode, device: torch.device, backend: str, seed: int = 0):
     """A callable doing one step of workload `name` on random CIFAR-shaped data."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (sizes.batch_size, 3, 32, 32), dtype=torch.uint8, generator=generator)
@@ -54,32 +54,37 @@ def _workload(name: str, sizes: Sizes, mode: str, device: torch.device, backend:
     return lambda: train_step(net, config, optimizer, x, labels, pgd10, seed=seed)
 
 
-def measure_throughput(sizes: Sizes, device: torch.device, backend: str) -> dict:
-    """{workload: {mode: {"images_per_second": r} or {"skipped": reason}}}, plus two concurrent rows."""
+def measure_throughput(sizes: Sizes, modes: tuple[Mode, ...], device: torch.device, backend: str) -> dict:
+    """{workload: {mode name: {"images_per_second": r} or {"skipped": reason}}}, plus two concurrent rows
+    (in the first mode, fp32)."""
     out = {}
     for name in WORKLOADS:
         out[name] = {}
-        for mode in MODES:
+        for mode in modes:
+            reason = refusal(mode, device)
             try:
+                if reason is not None:
+                    raise ValueError(reason)
                 step = _workload(name, sizes, mode, device, backend)
             except ValueError as refused:  # plan() refuses, e.g. compile without a compiler
-                out[name][mode] = {"skipped": str(refused)}
+                out[name][mode.name] = {"skipped": str(refused)}
                 continue
-            out[name][mode] = {"images_per_second": images_per_second(step, sizes.batch_size, device, sizes.repeats)}
-    out["two_rows_concurrently"] = measure_concurrent(sizes, device, backend)
+            rate = images_per_second(step, sizes.batch_size, device, sizes.repeats)
+            out[name][mode.name] = {"images_per_second": rate}
+    out["two_rows_concurrently"] = measure_concurrent(sizes, modes[0], device, backend)
     return out
 
 
-def measure_concurrent(sizes: Sizes, device: torch.device, backend: str) -> dict:
+def measure_concurrent(sizes: Sizes, mode: Mode, device: torch.device, backend: str) -> dict:
     """Images/s of two PGD-10 rows stepping at once on the one device, against one row alone.
 
     Two threads, each with its own model (and on CUDA its own stream). The nightly runs rows as
     separate processes (pytest-xdist workers), whose kernels the GPU time-slices unless MPS is on:
     threads on streams are the optimistic case of that.
     """
-    single = images_per_second(_workload("pgd10_step", sizes, "fp32", device, backend), sizes.batch_size,
+    single = images_per_second(_workload("pgd10_step", sizes, mode, device, backend), sizes.batch_size,
                                device, sizes.repeats)
-    steps = [_workload("pgd10_step", sizes, "fp32", device, backend, seed=s) for s in (1, 2)]
+    steps = [_workload("pgd10_step", sizes, mode, device, backend, seed=s) for s in (1, 2)]
     for step in steps:
         step()  # warm-up
 
@@ -99,7 +104,7 @@ def measure_concurrent(sizes: Sizes, device: torch.device, backend: str) -> dict
         thread.join()
     together = 2 * sizes.repeats * sizes.batch_size / (time.perf_counter() - started)
     return {"one_row_images_per_second": single, "two_rows_images_per_second": together,
-            "speedup": together / single, "workload": "pgd10_step fp32",
+            "speedup": together / single, "workload": f"pgd10_step {mode.name}",
             "method": "two threads" + (", one CUDA stream each" if device.type == "cuda" else "")}
 
 

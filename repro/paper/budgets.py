@@ -42,8 +42,12 @@ class Budget:
         autoattack_iterations: APGD iterations under "custom" (standard uses AutoAttack's 100).
         eval_batch_size: images per evaluation batch.
         needs_gpu: the reproduction tests skip (saying why) where no CUDA device is present.
-        bf16: run the network under bf16 autocast on CUDA (attack arithmetic stays fp32).
-        compile: torch.compile the network on CUDA (a CPU always runs eagerly).
+        bf16: run the network under bf16 autocast (attack arithmetic stays fp32).
+        compile: torch.compile the network.
+        channels_last: hold the network's tensors in channels_last memory format; None = the
+            device's default (on for CUDA, off for a CPU). bf16, compile and channels_last are the
+            acceleration modes (ACCELERATION_FIELDS): switched on by a passing selfcheck
+            (repro/mechanics/acceleration.py apply_selfcheck), they are not overrides of the protocol.
     """
 
     name: str
@@ -72,6 +76,7 @@ class Budget:
     needs_gpu: bool
     bf16: bool = False
     compile: bool = False
+    channels_last: bool | None = None
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -82,6 +87,8 @@ class Budget:
             raise ValueError(f"budget {self.name}: autoattack_version must be standard or custom")
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"budget {self.name}: epsilon must be in [0, 1] (images in [0, 1]), got {self.epsilon}")
+        if self.channels_last not in (None, True, False):
+            raise ValueError(f"budget {self.name}: channels_last must be true, false or none, got {self.channels_last!r}")
         for field in ("width", "batch_size", "n_robust", "eval_batch_size", "train_attack_steps", "eval_pgd_steps"):
             if getattr(self, field) < 1:
                 raise ValueError(f"budget {self.name}: {field} must be >= 1, got {getattr(self, field)}")
@@ -100,6 +107,24 @@ class Budget:
         return BUDGETS.get(self.name) != self
 
     @property
+    def overrides(self) -> dict:
+        """The fields that differ from the registered budget of this name, acceleration modes left out
+        (all fields but the name for an unregistered budget)."""
+        registered = BUDGETS.get(self.name)
+        mine = dataclasses.asdict(self)
+        if registered is None:
+            return {k: v for k, v in mine.items() if k != "name"}
+        theirs = dataclasses.asdict(registered)
+        return {k: v for k, v in mine.items() if v != theirs[k] and k not in ACCELERATION_FIELDS}
+
+    @property
+    def modes(self) -> dict:
+        """The acceleration modes switched on beyond the registered budget's: {field: value}."""
+        registered = BUDGETS.get(self.name)
+        return {k: getattr(self, k) for k in ACCELERATION_FIELDS
+                if registered is None or getattr(self, k) != getattr(registered, k)}
+
+    @property
     def run_name(self) -> str:
         """The run folder's name: the budget's, plus a hash of the training fields overrides changed.
 
@@ -111,6 +136,8 @@ class Budget:
         fields = self.training_fields()
         if registered is not None and registered.training_fields() == fields:
             return self.name
+        if registered is not None and registered.training_fields() == {**fields, "bf16": registered.bf16}:
+            return f"{self.name}@bf16"  # the bf16 mode alone: its own folder (other weights), a readable name
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.name}-{digest}"
 
@@ -120,8 +147,10 @@ class Budget:
 
         A budget changed by overrides is not the paper's protocol: its Table 2 numbers are shown,
         not judged. Claims still apply under overrides (that is how a deliberate breakage is caught).
+        Acceleration modes are not overrides; whether a selfcheck approved them is the report's to
+        say (it reads the results' provenance).
         """
-        return f"{self.name} (with overrides)" if self.modified else self.name
+        return f"{self.name} (with overrides)" if self.overrides else self.name
 
     def epochs_for(self, objective: str, from_normal: bool) -> int:
         """Epochs a configuration with `objective` trains under this budget."""
@@ -135,6 +164,8 @@ class Budget:
         return self.n_train or CIFAR10_SIZES[0]
 
 
+# Speed-ups that must change no number beyond noise; a passing selfcheck switches them on (issue 28).
+ACCELERATION_FIELDS = ("bf16", "compile", "channels_last")
 TRAINING_FIELDS = (
     "dataset", "n_train", "width", "batch_size", "epochs_clean", "epochs_adversarial", "epochs_finetune",
     "lr", "lr_finetune", "momentum", "weight_decay", "nesterov", "schedule", "train_attack_steps",
@@ -246,7 +277,7 @@ def _parse(field: str, text: str, annotation: str):
             return int(text)
         if annotation == "float":
             return _parse_float(text)
-        if annotation == "bool":
+        if annotation.startswith("bool"):
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(text)
             return text.lower() in ("true", "1")

@@ -9,12 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from repro.cli.main import main
-from repro.mechanics.acceleration import COMPILE_BACKEND, apply_selfcheck
+from repro.mechanics.acceleration import COMPILE_BACKEND, apply_selfcheck, approved_mode
 from repro.ops.attack_check import binomial_noise_threshold, within_binomial_noise
-from repro.ops.modes import MODES
+from repro.ops import modes as modes_module
+from repro.ops.modes import CPU_MODES, CPU_SIZES, Mode, refusal
 from repro.ops.projection import makespan
-from repro.ops.throughput import WORKLOADS
-from repro.paper.budgets import PAPER
+from repro.ops.throughput import WORKLOADS, measure_throughput
+from repro.paper.budgets import CIFAR_CPU, PAPER
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
 
 
@@ -95,17 +96,22 @@ def test_selfcheck_json_has_every_field(cpu_selfcheck):
         assert key in env, f"environment lacks {key}"
     assert _positive(env["memory_gib"]), f"device memory {env['memory_gib']}"
     assert {"torch", "torchvision", "pyautoattack"} <= env["versions"].keys(), "library versions missing"
+    modes = list(record["modes"])
+    assert set(modes) == {m.name for m in CPU_MODES}, f"a CPU selfcheck compares {modes}"
     for workload in WORKLOADS:
-        for mode in MODES:
+        for mode in modes:
             cell = record["throughput"][workload][mode]
             assert _positive(cell.get("images_per_second")) or isinstance(cell.get("skipped"), str), f"{workload}/{mode}: {cell}"
     both = record["throughput"]["two_rows_concurrently"]
     assert _positive(both["two_rows_images_per_second"]) and _positive(both["speedup"]), f"concurrent rows: {both}"
     strength = record["attack_strength"]
-    for mode in MODES:
-        for attack in ("pgd_error", "apgd_ce_error"):
-            assert 0 <= strength[mode][attack] <= 100, f"{mode} {attack} = {strength[mode].get(attack)}"
-    assert all(isinstance(record["passes"][k], bool) for k in ("bf16", "compile")), f"pass flags {record['passes']}"
+    for mode in modes:
+        if "skipped" in strength[mode]:
+            continue
+        for error in ("clean_error", "pgd_error", "apgd_ce_error"):
+            assert 0 <= strength[mode][error] <= 100, f"{mode} {error} = {strength[mode].get(error)}"
+    assert all(isinstance(record["passes"][m], bool) for m in modes), f"pass flags {record['passes']}"
+    assert record["approved"] in modes and record["passes"][record["approved"]], f"approved {record['approved']}"
     assert isinstance(record["determinism"]["identical"], bool) and record["determinism"]["max_abs_difference"] >= 0
     projection = record["projection"]
     assert all(_positive(s) for s in projection["row_seconds"].values()), "every row needs a projected time"
@@ -113,3 +119,52 @@ def test_selfcheck_json_has_every_field(cpu_selfcheck):
     hours = [projection["gpus_seconds"][k] for k in ("1", "4", "8")]
     assert all(map(_positive, hours)) and hours[0] > hours[1] >= hours[2], f"1/4/8 GPUs: {hours} must decrease"
     assert record["compile_backend"] == "eager" and record["compile_backend_reason"], "the CPU's backend and why"
+
+
+# --- the approved mode (issue 28): the fastest that passed, on every device --------------------------
+
+def modes_record(rates: dict, passes: dict, backend: str = COMPILE_BACKEND, device: str = "cpu") -> dict:
+    """A selfcheck record of the CPU modes with these PGD-step rates and pass flags."""
+    return {"device": device, "modes": {m.name: m.switches() for m in CPU_MODES}, "compile_backend": backend,
+            "throughput": {"pgd10_step": {m: {"images_per_second": r} for m, r in rates.items()}},
+            "passes": {"fp32": True, **passes}, "sizes": {"width": 16}, "environment": {"device_name": "a CPU"}}
+
+
+CPU_RATES = {"fp32": 97.0, "channels_last": 118.0, "bf16": 164.0, "bf16+channels_last": 218.0, "compiled": 130.0}
+
+
+def test_the_fastest_mode_that_passed_is_approved():
+    record = modes_record(CPU_RATES, {"channels_last": True, "bf16": True, "bf16+channels_last": True,
+                                      "compiled": True})
+    assert approved_mode(record) == "bf16+channels_last", approved_mode(record)
+
+
+def test_a_faster_mode_that_failed_is_not_approved():
+    record = modes_record(CPU_RATES, {"channels_last": True, "bf16": True, "bf16+channels_last": False,
+                                      "compiled": False})
+    assert approved_mode(record) == "bf16", "bf16 + channels_last failed its check: the next fastest that passed"
+
+
+def test_compiled_mode_checked_with_another_backend_is_not_approved():
+    record = modes_record({"fp32": 97.0, "compiled": 500.0}, {"compiled": True}, backend="eager")
+    assert approved_mode(record) == "fp32", "an eager-backend pass says nothing about inductor's generated code"
+
+
+def test_approved_mode_is_switched_on_and_recorded():
+    record = modes_record(CPU_RATES, {"channels_last": True, "bf16": True, "bf16+channels_last": True,
+                                      "compiled": False})
+    budget, applied = apply_selfcheck(CIFAR_CPU, record, "cpu")
+    assert (budget.bf16, budget.channels_last, budget.compile) == (True, True, False), budget
+    assert applied["mode"] == "bf16+channels_last", f"provenance must name the mode applied: {applied}"
+
+
+def test_without_native_bf16_the_cpu_selfcheck_says_so_and_measures_no_bf16(monkeypatch):
+    monkeypatch.setattr(modes_module, "cpu_bf16_flags", lambda: [])
+    bf16 = Mode("bf16", False, bf16=True)
+    assert "bf16" in (refusal(bf16, "cpu") or ""), "a CPU without native bf16 must say why bf16 is not measured"
+    assert refusal(Mode("channels_last", True), "cpu") is None, "channels_last needs no bf16 instructions"
+    throughput = measure_throughput(CPU_SIZES, (Mode("fp32", False), bf16), torch.device("cpu"), "eager")
+    assert all("skipped" in throughput[w]["bf16"] for w in WORKLOADS), "bf16 must not be measured there"
+    record = modes_record({"fp32": 97.0, "channels_last": 118.0}, {"channels_last": True, "bf16": False,
+                                                                   "bf16+channels_last": False, "compiled": False})
+    assert approved_mode(record) == "channels_last", "without bf16 the faster of fp32 and channels_last"
