@@ -98,6 +98,7 @@ def make_micro_budget(**changes):
         name="micro", n_train=256, n_test=64, width=4, batch_size=64, epochs_clean=2, epochs_adversarial=2,
         epochs_finetune=2, train_attack_steps=1, eval_pgd_steps=2, n_robust=32, autoattack_iterations=2,
         eval_batch_size=64,
+        curve_images=16, curve_pgd_steps=1,  # the curve's machinery, at a cost that keeps the suite fast
     )
     return dataclasses.replace(SMOKE, **{**micro, **changes})
 

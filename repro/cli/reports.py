@@ -23,6 +23,13 @@ def add_commands(sub, common) -> None:
     p.set_defaults(func=cmd_report)
     sub.add_parser("variants", help="the paper's open choices: sentences, readings, evidence, rows").set_defaults(
         func=cmd_variants)
+    p = sub.add_parser("ladder", help="runs trained with --set ladder_epochs: their points and the claims at each "
+                                      "(ladder.md), and their learning curves (ladder.png)")
+    p.add_argument("folders", nargs="+", metavar="RUN_FOLDER",
+                   help="OUT/BUDGET[+READINGS]/seedS folders; a row is taken from the first folder that has it")
+    p.add_argument("--out", default=None, help="folder for ladder.md and ladder.png (default: the first RUN_FOLDER)")
+    p.add_argument("--title", default="The fine-tuning ladder", help="the report's heading")
+    p.set_defaults(func=cmd_ladder)
 
 
 FIGURE_CHOICES = tuple(c.id for c in CHOICES.values() if c.figures)
@@ -88,4 +95,32 @@ def _report_variants(settings: RunSettings) -> int:
     atomic_write_bytes(path, text.encode())
     print(text)
     print(f"\ncomparison: {path}")
+    return 0
+
+
+def cmd_ladder(args) -> int:
+    """`repro ladder`: rows from several run folders, their ladder points and the claims along them."""
+    from repro.figures.curves import curve_series, write_curves
+    from repro.runs.checkpoint import atomic_write_bytes
+    from repro.verdicts.ladder import ladder_of, render_ladder
+    from repro.verdicts.report import collect_results
+
+    records, labels, series = {}, {}, []
+    expected = load_expected()
+    for folder in map(Path, args.folders):
+        if not folder.is_dir():
+            raise ValueError(f"no run folder {folder}; pass OUT/BUDGET[+READINGS]/seedS folders")
+        name = folder.parent.name  # BUDGET[+READINGS]: what tells the folders apart
+        found = {c: r for c, r in collect_results(folder).items() if c not in records}
+        records.update(found)
+        labels.update({c: f"{r['config']['label']} ({name})" for c, r in found.items()})
+        series += curve_series({c: r for c, r in found.items() if ladder_of(r)}, expected, name)
+    if not any(ladder_of(r) for r in records.values()):
+        raise ValueError("none of these runs has a ladder: train them with --set ladder_epochs=1,2,4 (for example)")
+    out = Path(args.out) if args.out else Path(args.folders[0])
+    text = render_ladder(expected, records, labels, args.title)
+    atomic_write_bytes(out / "ladder.md", text.encode())
+    print(text)
+    for path in [out / "ladder.md"] + write_curves(series, out, "ladder", title=args.title):
+        print(path)
     return 0

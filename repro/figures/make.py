@@ -16,10 +16,12 @@ from repro.figures.histograms import DEFAULT_BINS, FIGURE_CONFIG_IDS, label_of
 from repro.figures.outputs import ALL_LOGITS, confidence_logit_data
 from repro.paper.budgets import Budget
 from repro.paper.configs import CONFIGURATIONS, Configuration
+from repro.paper.expected import load_expected
 from repro.runs.checkpoint import CheckpointError, atomic_write_json
 from repro.runs.data import Dataset, robust_eval_subset
 from repro.runs.provenance import git_commit, library_versions
 from repro.runs.run_state import CHECKPOINT_NAME, is_complete, load_trained_model
+from repro.verdicts.report import collect_results
 
 # --- Figure 1 ------------------------------------------------------------------------------
 
@@ -89,9 +91,11 @@ def make_figures(run_folder: Path, budget: Budget, seed: int, device: torch.devi
         models: already loaded models (default: load_figure_models).
         figure3_logits: ALL_LOGITS or MAX_LOGIT, what Figure 3's logit histogram counts.
 
-    Returns the written paths: figure1.json, figure1.png, figure2.json, ... figure3.png.
+    Returns the written paths: figure1.json, figure1.png, figure2.json, ... figure3.png, and the
+    learning curves of every row with a result (curves.json, curves.png; issue 23).
     """
     from repro.figures import plots  # matplotlib only when drawing
+    from repro.figures.curves import curve_series, write_curves
 
     out_dir = Path(run_folder) / "figures" if out_dir is None else Path(out_dir)
     if models is None:
@@ -110,4 +114,6 @@ def make_figures(run_folder: Path, budget: Budget, seed: int, device: torch.devi
         json_path = out_dir / f"figure{number}.json"
         atomic_write_json(json_path, {**numbers, "provenance": provenance})
         written += [json_path, plot(numbers, out_dir / f"figure{number}.png")]
-    return written
+    records = collect_results(run_folder, budget)
+    return written + write_curves(curve_series(records, load_expected()), out_dir,
+                                  title=f"Learning curves, {budget.run_name} seed {seed}")

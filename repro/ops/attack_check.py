@@ -9,7 +9,6 @@ Determinism: the same short run twice, weights compared.
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 from pathlib import Path
 
@@ -23,26 +22,7 @@ from repro.paper.configs import ADV
 from repro.runs.data import synthetic_dataset, to_float
 from repro.runs.evaluate import error_percent, freeze_for_evaluation, predict
 from repro.runs.training import train
-
-
-def binomial_noise_threshold(error: float, n: int) -> float:
-    """The largest |difference| of two robust errors (fractions) at `error` on `n` images that
-    `within_binomial_noise` accepts: 2 * sqrt(2 p (1 - p) / n), at least one image (1 / n).
-
-    Why: each robust error is a binomial proportion over n images with SD sqrt(p (1 - p) / n); two
-    independent ones differ by at most 2 SD of their difference, sqrt(2 p (1 - p) / n), about 95%
-    of the time. On the same images and seeds bf16 and fp32 differ only where an image flips, so a
-    difference within that bound is one the evaluation's own sampling of images already carries;
-    a larger one is a weaker (or stronger) attack. One image is the finest a difference can be, so
-    at p = 0 or 1 a single flip is not a failure.
-    """
-    return max(2 * math.sqrt(2 * error * (1 - error) / n), 1 / n)
-
-
-def within_binomial_noise(error_a: float, error_b: float, n: int) -> bool:
-    """Whether robust errors `error_a` and `error_b` (fractions in [0, 1]) of two attack variants
-    on the same `n` images differ by no more than binomial noise (at their mean, see above)."""
-    return abs(error_a - error_b) <= binomial_noise_threshold((error_a + error_b) / 2, n)
+from repro.verdicts.error_model import within_binomial_noise
 
 
 def _training_budget(sizes: Sizes, steps: int) -> Budget:

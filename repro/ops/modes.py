@@ -93,11 +93,13 @@ def default_sizes(device: torch.device) -> Sizes:
 
 
 def sizes_for(budget: Budget) -> Sizes:
-    """A selfcheck at `budget`'s width, batch and evaluation attacks, on a model trained until its robust
-    error is clearly below 100% (so a weaker attack in some mode shows): 256 PGD-2 steps (step 5/255,
-    the smoke budget's training attack) on the built-in data, checked on 512 held-out images."""
+    """A selfcheck at `budget`'s width, batch and evaluation attacks, on a model whose errors lie mid-range,
+    where a weaker attack or a changed clean accuracy shows: 64 PGD-2 steps (step 5/255, the smoke
+    budget's training attack) on the built-in data, checked on 1000 held-out images. Measured at
+    cifar_cpu (width 16, batch 128): after 64 steps clean 7 %, PGD-10 29 %, APGD-CE 31 %; after 256
+    steps the model was so robust (PGD 1.6 %) that only a much weaker attack would have shown."""
     apgd = budget.autoattack_iterations if budget.autoattack_version == "custom" else 100
-    return Sizes(width=budget.width, batch_size=budget.batch_size, repeats=3, train_steps=256, n_images=512,
+    return Sizes(width=budget.width, batch_size=budget.batch_size, repeats=3, train_steps=64, n_images=1000,
                  pgd_steps=budget.eval_pgd_steps, apgd_iterations=apgd, determinism_steps=2, train_attack_steps=2)
 
 

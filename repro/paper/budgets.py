@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from repro.paper.configs import CLEAN
+from repro.paper.configs import CLEAN, FROM_NORMAL
 from repro.paper.datasets import CIFAR10, CIFAR10_SIZES, DATASETS, SYNTHETIC
 
 SCHEDULES = ("step", "linear")
@@ -44,6 +44,10 @@ class Budget:
         needs_gpu: the reproduction tests skip (saying why) where no CUDA device is present.
         bf16: run the network under bf16 autocast (attack arithmetic stays fp32).
         compile: torch.compile the network.
+        curve_images, curve_pgd_steps: the learning curve's evaluation slice and PGD iterations.
+        ladder_epochs: epochs after which a run keeps its weights (snapshot-epochK.pt) and the result
+            records their full evaluation beside the end's ("ladder"); a point inside a longer schedule
+            is not a shorter run: its learning rate has not decayed.
         channels_last: hold the network's tensors in channels_last memory format; None = the
             device's default (on for CUDA, off for a CPU). bf16, compile and channels_last are the
             acceleration modes (ACCELERATION_FIELDS): switched on by a passing selfcheck
@@ -77,6 +81,12 @@ class Budget:
     bf16: bool = False
     compile: bool = False
     channels_last: bool | None = None
+    # The learning curve (repro/runs/curves.py): clean and PGD error on the first curve_images test
+    # images, PGD with the evaluation's settings but curve_pgd_steps iterations; 0 images: no curve.
+    curve_images: int = 500
+    curve_pgd_steps: int = 5
+    # Epochs at which training also keeps the weights, each then evaluated like the end (issue 23's ladder).
+    ladder_epochs: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -89,9 +99,29 @@ class Budget:
             raise ValueError(f"budget {self.name}: epsilon must be in [0, 1] (images in [0, 1]), got {self.epsilon}")
         if self.channels_last not in (None, True, False):
             raise ValueError(f"budget {self.name}: channels_last must be true, false or none, got {self.channels_last!r}")
-        for field in ("width", "batch_size", "n_robust", "eval_batch_size", "train_attack_steps", "eval_pgd_steps"):
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ladder_epochs):
+            raise ValueError(f"budget {self.name}: ladder_epochs must be positive epochs, got {self.ladder_epochs}")
+        if self.curve_images < 0:
+            raise ValueError(f"budget {self.name}: curve_images must be >= 0 (0: no learning curve), got {self.curve_images}")
+        for field in ("width", "batch_size", "n_robust", "eval_batch_size", "train_attack_steps", "eval_pgd_steps",
+                      "curve_pgd_steps"):
             if getattr(self, field) < 1:
                 raise ValueError(f"budget {self.name}: {field} must be >= 1, got {getattr(self, field)}")
+
+    def identity(self) -> dict:
+        """The budget as a result's identity records it: every field but the learning curve's (the
+        curve comes from training, not from the evaluation a result is reused for), and without the
+        fields added after results were first written (LATE_FIELDS) while they hold their default, so
+        that those records still match and are reused."""
+        defaults = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in LATE_FIELDS}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+                if k not in CURVE_FIELDS and (k not in defaults or v != defaults[k])}
+
+    def protocol(self) -> dict:
+        """The fields that decide how a result's numbers were measured, for comparing a record with
+        this budget: everything but the acceleration modes (which must change no number) and the
+        learning curve's settings (reported beside the numbers, never part of them)."""
+        return protocol_of(dataclasses.asdict(self))
 
     def training_fields(self) -> dict:
         """The fields that change what training produces: a checkpoint is reusable iff they match.
@@ -115,7 +145,7 @@ class Budget:
         if registered is None:
             return {k: v for k, v in mine.items() if k != "name"}
         theirs = dataclasses.asdict(registered)
-        return {k: v for k, v in mine.items() if v != theirs[k] and k not in ACCELERATION_FIELDS}
+        return {k: v for k, v in mine.items() if v != theirs[k] and k not in ACCELERATION_FIELDS + REPORTING_FIELDS}
 
     @property
     def modes(self) -> dict:
@@ -158,6 +188,17 @@ class Budget:
             return self.epochs_finetune
         return self.epochs_clean if objective == CLEAN else self.epochs_adversarial
 
+    def epochs_of(self, config) -> int:
+        """Epochs `config` trains under this budget: its own where a reading set them, else the budget's."""
+        return config.epochs or self.epochs_for(config.objective, config.init == FROM_NORMAL)
+
+    def lr_of(self, config) -> float:
+        """`config`'s peak learning rate: its own where a reading set it, else lr_finetune for rows
+        fine-tuned from NORMAL and lr for rows trained from scratch."""
+        if config.lr is not None:
+            return config.lr
+        return self.lr_finetune if config.init == FROM_NORMAL else self.lr
+
     @property
     def train_images(self) -> int:
         """Training images per epoch: n_train, or all of CIFAR-10's when n_train is None."""
@@ -166,6 +207,27 @@ class Budget:
 
 # Speed-ups that must change no number beyond noise; a passing selfcheck switches them on (issue 28).
 ACCELERATION_FIELDS = ("bf16", "compile", "channels_last")
+# Fields added after result records were first written; a record without one held its default.
+LATE_FIELDS = ("channels_last", "curve_images", "curve_pgd_steps", "ladder_epochs")
+CURVE_FIELDS = ("curve_images", "curve_pgd_steps")
+# What is measured beside a result's numbers, never part of them: not overrides of the protocol.
+REPORTING_FIELDS = CURVE_FIELDS + ("ladder_epochs",)
+
+
+def modes_of(budget: dict) -> list[str]:
+    """The acceleration modes a recorded budget (a result's "budget") switched on beyond the registered
+    budget of its name (all that are on, for an unregistered one)."""
+    registered = dataclasses.asdict(BUDGETS[budget["name"]]) if budget.get("name") in BUDGETS else {}
+    defaults = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in ACCELERATION_FIELDS}
+    base = {k: registered.get(k, defaults[k]) for k in ACCELERATION_FIELDS}
+    return [k for k in ACCELERATION_FIELDS if budget.get(k, defaults[k]) != base[k]]
+
+
+def protocol_of(budget: dict) -> dict:
+    """A budget's fields as recorded (a result's "budget"), with the late fields a record predates
+    filled with their defaults, and the fields Budget.protocol leaves out left out."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in LATE_FIELDS}
+    return {k: v for k, v in {**defaults, **budget}.items() if k not in ACCELERATION_FIELDS + REPORTING_FIELDS}
 TRAINING_FIELDS = (
     "dataset", "n_train", "width", "batch_size", "epochs_clean", "epochs_adversarial", "epochs_finetune",
     "lr", "lr_finetune", "momentum", "weight_decay", "nesterov", "schedule", "train_attack_steps",
@@ -229,6 +291,8 @@ SMOKE = dataclasses.replace(
     autoattack_iterations=20,
     eval_batch_size=256,
     needs_gpu=False,
+    curve_images=128,  # its rows train for seconds: a point on 500 images would cost more than 10% of that
+    curve_pgd_steps=3,
 )
 
 CIFAR_CPU = dataclasses.replace(
@@ -272,6 +336,11 @@ def get_budget(name: str, overrides: dict[str, str] | None = None) -> Budget:
 def _parse(field: str, text: str, annotation: str):
     if "None" in annotation and text.lower() == "none":
         return None
+    if annotation.startswith("tuple[int"):  # "1,2,4" (or "" for none)
+        try:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ValueError(f"budget field {field} expects comma-separated integers such as 1,2,4, got {text!r}") from None
     try:
         if annotation.startswith("int"):
             return int(text)

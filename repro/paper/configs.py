@@ -77,8 +77,10 @@ class Configuration:
         stats_average: MOMENTUM_AVERAGE or CUMULATIVE_AVERAGE, how updated statistics average.
         autoaugment_order: AUTOAUGMENT_FIRST or CROP_FLIP_FIRST (rows with AUTOAUGMENT).
         checkpoint_selection: LAST_EPOCH or BEST_HELD_OUT, which weights are evaluated.
+        epochs, lr: None = the budget's (Budget.epochs_of, Budget.lr_of); the finetune_epochs and
+            finetune_lr readings set them for the rows fine-tuned from NORMAL.
 
-    The last four default to the registry's reading; repro/paper/variants.py selects the others.
+    The last six default to the registry's reading; repro/paper/variants.py selects the others.
     """
 
     id: str
@@ -94,6 +96,8 @@ class Configuration:
     stats_average: str = MOMENTUM_AVERAGE
     autoaugment_order: str = AUTOAUGMENT_FIRST
     checkpoint_selection: str = LAST_EPOCH
+    epochs: int | None = None  # the paper gives no epochs (Section 3.2): the budget's, unless a reading says
+    lr: float | None = None  # nor a learning rate: the budget's peak rate, unless a reading says
 
     def __post_init__(self):
         checks = {
@@ -109,6 +113,8 @@ class Configuration:
         for field, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{self.id}: {field}={value!r} is not one of {allowed}")
+        if self.epochs is not None and self.epochs < 1 or self.lr is not None and not self.lr > 0:
+            raise ValueError(f"{self.id}: epochs must be >= 1 and lr > 0 where given, got {self.epochs}, {self.lr}")
         if not 0 < self.adv_fraction <= 1:
             raise ValueError(f"{self.id}: adv_fraction must be in (0, 1], got {self.adv_fraction}")
         unknown = set(self.trainable) - set(PARAMETER_GROUPS)

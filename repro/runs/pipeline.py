@@ -26,7 +26,9 @@ from repro.runs.data import DataError, Dataset, load_cifar10, synthetic_dataset
 from repro.runs.evaluate import evaluate
 from repro.mechanics.model import ResNet20
 from repro.runs.provenance import device_description, git_commit, hardware, library_versions
-from repro.runs.run_state import CHECKPOINT_NAME, checkpoint_selection, is_complete, load_trained_model
+from repro.runs.curves import curve_record
+from repro.runs.run_state import (CHECKPOINT_NAME, checkpoint_selection, is_complete, load_snapshot,
+                                  load_trained_model, training_curve)
 from repro.runs.training import train
 from repro.paper.variants import apply_variants, config_changes, folder_suffix, training_variants
 
@@ -129,8 +131,7 @@ class Pipeline:
                 fingerprint = state_fingerprint(initial.state_dict())
             self._adopt_default_run(config, folder, fingerprint)
             if not is_complete(folder, config, s.budget, s.seed, initial_fingerprint=fingerprint):
-                steps = (len(self.data.train_labels) // s.budget.batch_size) * s.budget.epochs_for(
-                    config.objective, config.init == FROM_NORMAL)
+                steps = (len(self.data.train_labels) // s.budget.batch_size) * s.budget.epochs_of(config)
                 hooks = self.reporter.training(config, steps) if self.reporter else _NoHooks()
                 self.trained_here.append(config.id)
                 with hooks:
@@ -207,10 +208,32 @@ class Pipeline:
             "wall_seconds": {"train": train_seconds, **{f"eval_{k}": v for k, v in timings.items()},
                              "eval_total": time.perf_counter() - started},
         }
+        if s.budget.ladder_epochs:  # the weights of earlier epochs, evaluated as the end's (issue 23)
+            record["ladder"] = self._ladder(config, metrics)
+        points = training_curve(self.folder(config))
+        if points:  # where training was heading (repro/runs/curves.py); none in runs that predate curves
+            record["curve"] = curve_record(points, s.budget, min(s.budget.curve_images, len(self.data.test_labels)))
         if config.checkpoint_selection != LAST_EPOCH:  # which epoch's weights these metrics are (adv_checkpoint)
             record["checkpoint_selection"] = checkpoint_selection(self.folder(config))
         atomic_write_json(path, record)
         return record
+
+    def _ladder(self, config: Configuration, final: dict) -> list[dict]:
+        """The full evaluation of the weights kept after each of the budget's ladder_epochs, then the
+        end's metrics; an epoch the run kept no weights for says why instead."""
+        s = self.settings
+        epochs = s.budget.epochs_of(config)
+        ladder = []
+        for epoch in sorted(k for k in set(s.budget.ladder_epochs) if k < epochs):
+            model = load_snapshot(self.folder(config), config, s.budget, s.seed, epoch)
+            if model is None:
+                ladder.append({"epoch": epoch, "missing": "no weights kept at this epoch: the run was trained "
+                               "without it in --set ladder_epochs (retrain with --restart to keep them)"})
+                continue
+            started = time.perf_counter()
+            metrics, _, _ = evaluate(model.to(s.device), self.data, s.budget, seed=s.seed)
+            ladder.append({"epoch": epoch, "metrics": metrics, "seconds": time.perf_counter() - started})
+        return ladder + [{"epoch": epochs, "metrics": final}]
 
     def _data_hashes(self) -> dict[str, str]:
         if self._hashes is None:
@@ -227,7 +250,7 @@ class Pipeline:
     def _identity(self, config: Configuration, model: ResNet20) -> dict:
         """What a result record must match to be reused: the very weights, evaluated the same way."""
         s = self.settings
-        identity = {"config_id": config.id, "budget": asdict(s.budget), "seed": s.seed,
+        identity = {"config_id": config.id, "budget": s.budget.identity(), "seed": s.seed,
                     "data": self.data.provenance(), "model": state_fingerprint(model.state_dict())}
         if config_changes(config):  # only then: records of the registry's rows keep today's identity
             identity["config_changes"] = config_changes(config)

@@ -72,7 +72,7 @@ def measure_rates(budget: Budget, device: torch.device, batch_size: int | None =
 def row_seconds(config: Configuration, budget: Budget, rates: dict[str, float], n_train: int) -> float:
     """Estimated seconds to train and evaluate one row (AutoAttack counted as 10x the PGD evaluation
     under "standard", as its iterations under "custom"; rough by design)."""
-    epochs = budget.epochs_for(config.objective, config.init == FROM_NORMAL)
+    epochs = budget.epochs_of(config)
     key = {CLEAN: "clean_step", FORWARD_ADVERSARIAL: "forward_adversarial"}.get(config.objective, "adversarial_step")
     training = epochs * n_train / rates[key]
     attack_factor = 10.0 if budget.autoattack_version == "standard" else budget.autoattack_iterations / budget.eval_pgd_steps

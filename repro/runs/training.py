@@ -26,8 +26,9 @@ from repro.mechanics.train_step import train_step
 from repro.paper.budgets import Budget
 from repro.paper.configs import AUTOAUGMENT, AUTOAUGMENT_FIRST, CROP_FLIP, FROM_NORMAL, Configuration
 from repro.runs.checkpoint import state_fingerprint
+from repro.runs.curves import Curve
 from repro.runs.data import Dataset, augment, prefetched_autoaugment
-from repro.runs.run_state import CHECKPOINT_NAME, EpochProgress, RunState, run_identity
+from repro.runs.run_state import CHECKPOINT_NAME, EpochProgress, RunState, run_identity, save_snapshot
 from repro.runs.selection import held_out_robust_accuracy, held_out_split, select_best
 
 CHECKPOINT_SECONDS = 300.0  # within an epoch, checkpoint at most this much training apart
@@ -61,13 +62,14 @@ def augmentation_seed(seed: int, step: int) -> int:
 
 
 def optimizer_and_schedule(
-    trainable: list[torch.nn.Parameter], budget: Budget, from_normal: bool, total_steps: int,
+    trainable: list[torch.nn.Parameter], budget: Budget, lr: float, total_steps: int,
 ) -> tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LRScheduler | None]:
-    """SGD over `trainable` with the budget's schedule over `total_steps`; (None, None) when nothing trains."""
+    """SGD over `trainable` at peak rate `lr` with the budget's schedule over `total_steps`; (None, None)
+    when nothing trains."""
     if not trainable:
         return None, None
     optimizer = torch.optim.SGD(
-        trainable, lr=budget.lr_finetune if from_normal else budget.lr, momentum=budget.momentum,
+        trainable, lr=lr, momentum=budget.momentum,
         weight_decay=budget.weight_decay, nesterov=budget.nesterov,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -90,6 +92,14 @@ class EpochLoop:
     device: torch.device | str
     on_step: Callable[[int], None] | None
     checkpoint_seconds: float
+    curve: Curve | None = None
+
+    def take_point(self, run: RunState, step: int, loss_sum: float | None, correct: int | None,
+                   steps_in_epoch: int) -> None:
+        """A learning-curve point after global step `step`, if one is due there."""
+        if self.curve is not None and self.curve.due(step):
+            lr = run.scheduler.get_last_lr()[0] if run.scheduler is not None else None
+            self.curve.take(self.net, step, lr, loss_sum, correct, steps_in_epoch)
 
     def run(self, run: RunState, epoch: int) -> tuple[float, int]:
         """Train epoch `epoch` (from where `run` stands in it); returns (mean loss, number correct).
@@ -140,6 +150,8 @@ class EpochLoop:
                 run.scheduler.step()
             if self.on_step is not None:
                 self.on_step(step)
+            if i + 1 < self.steps_per_epoch:  # inside the epoch; the epoch's last point is train()'s
+                self.take_point(run, step + 1, *_host(loss_sum, correct, self.curve, step + 1), i + 1)
             now = time.perf_counter()
             # Inside an epoch, on a timer; the host sync on the loss happens only then.
             if (i + 1 < self.steps_per_epoch and now - run.last_saved >= self.checkpoint_seconds
@@ -149,6 +161,14 @@ class EpochLoop:
         mean_loss = loss_sum.item() / self.steps_per_epoch  # one host sync per epoch
         run.seconds += time.perf_counter() - started
         return mean_loss, correct.item()
+
+
+def _host(loss_sum: torch.Tensor, correct: torch.Tensor, curve: Curve | None, step: int) -> tuple:
+    """The epoch's loss sum and correct count as numbers where a curve point is due (a host sync only
+    then), else (None, None)."""
+    if curve is None or not curve.due(step):
+        return None, None
+    return loss_sum.item(), int(correct.item())
 
 
 def train(
@@ -182,8 +202,12 @@ def train(
     run, loop, held_out = start_run(config, budget, data, folder, seed=seed, device=device,
                                     initial_model=initial_model, resume=resume, on_step=on_step,
                                     checkpoint_seconds=checkpoint_seconds)
+    if run.epoch == 0 and run.within_epoch is None:  # not on resume: these are not the starting weights
+        loop.take_point(run, 0, None, None, 0)  # where the run starts (a fine-tuning row: its NORMAL)
     for epoch in range(run.epoch, run.epochs):
         mean_loss, correct = loop.run(run, epoch)
+        loop.take_point(run, (epoch + 1) * loop.steps_per_epoch, mean_loss * loop.steps_per_epoch, correct,
+                        loop.steps_per_epoch)
         if not math.isfinite(mean_loss):
             kept = f"the last good checkpoint {run.path}" if run.path.exists() else "no checkpoint"
             rate = "lr_finetune" if config.init == FROM_NORMAL else "lr"
@@ -194,6 +218,8 @@ def train(
         if held_out is not None:
             select_best(run, held_out_robust_accuracy(loop.net, held_out, budget, seed), epoch + 1, len(held_out[1]))
         run.checkpoint(epoch + 1, {"step_in_epoch": 0, "train_seconds": run.seconds})
+        if epoch + 1 in budget.ladder_epochs and epoch + 1 < run.epochs:  # the end is the checkpoint itself
+            save_snapshot(run, epoch + 1)
         if progress is not None:
             progress({
                 "epoch": epoch + 1, "epochs": run.epochs, "loss": mean_loss,
@@ -222,14 +248,14 @@ def start_run(config: Configuration, budget: Budget, data: Dataset, folder: Path
     data, held_out = held_out_split(data, config)
     trainable = apply_configuration(model, config)
     net = accelerated(model, budget, device)  # the model itself on a CPU
-    epochs = budget.epochs_for(config.objective, from_normal)
+    epochs = budget.epochs_of(config)
     if epochs < 1:
         raise ValueError(f"{config.id} has {epochs} epochs under budget {budget.name}; it needs at least 1")
     n_train = len(data.train_labels)
     steps_per_epoch = n_train // budget.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"{n_train} training images cannot fill one batch of {budget.batch_size}")
-    optimizer, scheduler = optimizer_and_schedule(trainable, budget, from_normal, epochs * steps_per_epoch)
+    optimizer, scheduler = optimizer_and_schedule(trainable, budget, budget.lr_of(config), epochs * steps_per_epoch)
     run = RunState(
         path, run_identity(config, budget, seed),
         state_fingerprint(initial_model.state_dict()) if initial_model is not None else None,
@@ -242,10 +268,12 @@ def start_run(config: Configuration, budget: Budget, data: Dataset, folder: Path
                 "or --restart to discard it"
             )
         run.resume(device)
+    curve = Curve(budget, data, steps_per_epoch, epochs, points=run.curve)
+    run.curve = curve.points  # one list: checkpoints hold every point taken so far
     loop = EpochLoop(
         net, config, data, budget.batch_size, steps_per_epoch,
         PGDSettings(budget.epsilon, budget.train_attack_step_size, budget.train_attack_steps),
-        seed, device, on_step, checkpoint_seconds,
+        seed, device, on_step, checkpoint_seconds, curve,
     )
     run.last_saved = time.perf_counter()
     return run, loop, held_out

@@ -175,3 +175,23 @@ def separated_pairs(claims: list[dict], table2: dict) -> list[tuple[str, str, st
         if not OPERATORS[check["op"]](value, value * check.get("times", 1.0) + check.get("plus", 0.0)):
             pairs.append((claim["id"], metric, left, right))
     return pairs
+
+
+def binomial_noise_threshold(error: float, n: int) -> float:
+    """The largest |difference| of two robust errors (fractions) at `error` on `n` images that
+    `within_binomial_noise` accepts: 2 * sqrt(2 p (1 - p) / n), at least one image (1 / n).
+
+    Why: each robust error is a binomial proportion over n images with SD sqrt(p (1 - p) / n); two
+    independent ones differ by at most 2 SD of their difference, sqrt(2 p (1 - p) / n), about 95%
+    of the time. On the same images and seeds bf16 and fp32 differ only where an image flips, so a
+    difference within that bound is one the evaluation's own sampling of images already carries;
+    a larger one is a weaker (or stronger) attack. One image is the finest a difference can be, so
+    at p = 0 or 1 a single flip is not a failure.
+    """
+    return max(2 * math.sqrt(2 * error * (1 - error) / n), 1 / n)
+
+
+def within_binomial_noise(error_a: float, error_b: float, n: int) -> bool:
+    """Whether robust errors `error_a` and `error_b` (fractions in [0, 1]) of two attack variants
+    on the same `n` images differ by no more than binomial noise (at their mean, see above)."""
+    return abs(error_a - error_b) <= binomial_noise_threshold((error_a + error_b) / 2, n)

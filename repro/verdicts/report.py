@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from repro.paper.budgets import Budget
+from repro.paper.budgets import Budget, modes_of, protocol_of
 from repro.paper.configs import CONFIGURATIONS
 from repro.paper.variants import describe
 from repro.runs.checkpoint import atomic_write_bytes
@@ -29,6 +29,7 @@ from repro.verdicts.table2 import (
     separation_notes,
     table2_rows,
 )
+from repro.verdicts.trends import mean_curve, trend_text
 
 REPORT_NAME = "report.md"
 
@@ -37,14 +38,15 @@ def collect_results(run_folder: Path, budget: Budget | None = None) -> dict[str,
     """Result records in `run_folder` (OUT/BUDGET/seedS), keyed by configuration id, Table 2 order.
 
     With `budget`, records evaluated under other settings (an evaluation-only override shares the
-    folder) are left out, so one report never mixes evaluation protocols.
+    folder) are left out, so one report never mixes evaluation protocols; the acceleration modes a
+    selfcheck switched on are not another protocol (Budget.protocol).
     """
     results = {}
     for config_id in CONFIGURATIONS:
         path = Path(run_folder) / config_id / "result.json"
         if path.exists():
             record = json.loads(path.read_text())
-            if budget is None or record.get("budget") == asdict(budget):
+            if budget is None or protocol_of(record.get("budget", {})) == budget.protocol():
                 results[config_id] = record
     return results
 
@@ -111,6 +113,22 @@ class ReportContent:
     rows: list[Row]  # Table 2's metrics
     claims: list[tuple[dict, str, str]]  # (claim, verdict, relation) per claim (verdicts.claims.claim_rows)
     notes: list[str]  # where a claim separates rows the paper's data cannot
+    trends: list[tuple[str, str]]  # (row label, where its learning curve was heading), rows with a result
+
+
+def curve_trends(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> list[tuple[str, str]]:
+    """(row label, trend text) for every row with a result for every seed: the seeds' mean curve's last move."""
+    out = []
+    for config_id, config in CONFIGURATIONS.items():
+        records = [per_seed.get(seed, {}).get(config_id) for seed in seeds]
+        if any(r is None for r in records):
+            continue
+        curves = [r.get("curve", {}).get("points") for r in records]
+        if not all(curves):
+            out.append((config.label, trend_text([], 0)))
+            continue
+        out.append((config.label, trend_text(mean_curve(curves), records[0]["curve"]["n_images"] * len(seeds))))
+    return out
 
 
 def report_content(expected: dict, per_seed: dict[int, dict[str, dict]], seeds: list[int], budget_name: str,
@@ -123,7 +141,8 @@ def report_content(expected: dict, per_seed: dict[int, dict[str, dict]], seeds: 
     rows = table2_rows(expected, per_seed, table2_name, seeds)
     return ReportContent(records, seeds, incomplete, budget_name, table2_name,
                          table2_name in expected["table2_budgets"], expected["table2_budgets"], rows,
-                         claim_rows(expected, results, budget_name, incomplete), separation_notes(expected, rows))
+                         claim_rows(expected, results, budget_name, incomplete), separation_notes(expected, rows),
+                         curve_trends(per_seed, seeds))
 
 
 def table2_summary(content: ReportContent) -> str:
@@ -178,6 +197,10 @@ def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
     for claim, verdict, relation in content.claims:
         relation = relation.replace("|", "\\|")  # |diff| relations inside a Markdown table cell
         out.append(f"| {claim['id']} | {verdict} | {relation} | {claim['sentence']} ({claim['source']}) |")
+    if content.trends:
+        out += ["", "## Learning curves: where each row was heading", "",
+                "The curve's last interval (repro/runs/curves.py); reported, never used to select weights.", ""]
+        out += [f"- {label}: {text}" for label, text in content.trends]
     if figures:
         out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(out) + "\n"
@@ -199,6 +222,9 @@ def _render_terminal(content: ReportContent) -> str:
     if others:
         lines += ["", f"judged at other budgets, for information (n/a at {content.budget_name}):"]
         lines += [f"{verdict:<7} {claim['id']}: {relation}" for claim, verdict, relation in others]
+    if content.trends:
+        lines += ["", "where each row was heading (learning curve, last interval):"]
+        lines += [f"  {label:<30} {text}" for label, text in content.trends]
     lines += ["", "in short:", f"  {table2_summary(content)}", f"  {claims_summary(content, shown='above')}"]
     return "\n".join(lines)
 
@@ -219,9 +245,15 @@ def render_terminal(expected: dict, results: dict[str, dict], budget_name: str, 
 
 
 def _judged_name(budget: Budget, records: list[dict]) -> str:
-    """The name Table 2 is judged under: the budget's, unless overrides or unverified data rule it out."""
+    """The name Table 2 is judged under: the budget's, unless overrides, unverified data or acceleration
+    modes no selfcheck approved rule it out. A mode a passing selfcheck switched on (recorded in the
+    result's provenance) is the protocol run faster, and judged (issue 27)."""
     statuses = {r["provenance"]["data"]["checksum_status"] for r in records}
     suffix = " (data without verified checksums)" if statuses - {"verified"} else ""
+    unapproved = sorted({mode for r in records if not r["provenance"].get("selfcheck")
+                         for mode in modes_of(r["budget"])})
+    if unapproved and not budget.overrides:
+        suffix += f" (with {', '.join(unapproved)} not approved by a selfcheck)"
     return budget.table2_name + suffix
 
 

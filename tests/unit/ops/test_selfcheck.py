@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from repro.cli.main import main
 from repro.mechanics.acceleration import COMPILE_BACKEND, apply_selfcheck, approved_mode
-from repro.ops.attack_check import binomial_noise_threshold, within_binomial_noise
 from repro.ops import modes as modes_module
 from repro.ops.modes import CPU_MODES, CPU_SIZES, Mode, refusal
 from repro.ops.projection import makespan
 from repro.ops.throughput import WORKLOADS, measure_throughput
 from repro.paper.budgets import CIFAR_CPU, PAPER
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
+from repro.verdicts.error_model import binomial_noise_threshold, within_binomial_noise
 
 
 @given(p=st.floats(0.05, 0.95), n=st.integers(100, 10_000))

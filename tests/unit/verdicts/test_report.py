@@ -298,3 +298,46 @@ def test_terminal_ends_with_both_summaries():
     lines = terminal(records(), "smoke")
     assert lines[-3] == "in short:" and lines[-2].strip().startswith("Table 2:") and \
         lines[-1].strip().startswith("claims:"), lines[-3:]
+
+
+# --- acceleration modes and old records (issue 27 item 5, issue 22: old result folders still load) ---
+
+def write_mode_runs(folder, modes: dict, selfcheck: dict | None):
+    """Paper-number records of the paper budget run with `modes` switched on, with or without a selfcheck."""
+    for config_id, record in records().items():
+        record["budget"] = {**dataclasses.asdict(PAPER), **modes}
+        record["provenance"] = {**PROVENANCE, **({"selfcheck": selfcheck} if selfcheck else {})}
+        (folder / config_id).mkdir(parents=True)
+        (folder / config_id / "result.json").write_text(json.dumps(record))
+
+
+def test_a_selfcheck_approved_mode_is_judged_against_table2(tmp_path):
+    write_mode_runs(tmp_path, {"compile": True}, selfcheck={"mode": "compiled", "compile": True})
+    text, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, compile=True))
+    summary = next(line for line in text.splitlines() if line.startswith("Table 2:"))
+    assert summary.startswith("Table 2: 22 metrics judged at paper:"), \
+        f"a mode a selfcheck approved is the protocol run faster, and judged: {summary}"
+
+
+def test_a_mode_no_selfcheck_approved_is_not_judged(tmp_path):
+    write_mode_runs(tmp_path, {"bf16": True}, selfcheck=None)
+    text, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, bf16=True))
+    summary = next(line for line in text.splitlines() if line.startswith("Table 2:"))
+    assert "not judged" in summary and "bf16 not approved by a selfcheck" in summary, summary
+
+
+def test_a_report_without_the_selfcheck_still_finds_the_runs_it_approved(tmp_path):
+    write_mode_runs(tmp_path, {"compile": True, "channels_last": True}, selfcheck={"mode": "compiled"})
+    found = collect_results(tmp_path, PAPER)
+    assert len(found) == len(EXPECTED["table2"]), \
+        f"`repro report` without --selfcheck must not drop the rows a selfcheck-approved mode ran: {list(found)}"
+
+
+def test_records_written_before_a_budget_field_existed_still_load(tmp_path):
+    old = {k: v for k, v in dataclasses.asdict(PAPER).items() if k != "channels_last"}  # before issue 28
+    (tmp_path / "normal").mkdir()
+    (tmp_path / "normal" / "result.json").write_text(json.dumps({"budget": old}))
+    assert list(collect_results(tmp_path, PAPER)) == ["normal"], "a record without channels_last must load"
+    assert "channels_last" not in PAPER.identity(), "results of the default must keep the identity they had"
+    assert dataclasses.replace(PAPER, channels_last=True).identity()["channels_last"] is True, \
+        "a record evaluated with channels_last on must not be reused for one without"

@@ -1,0 +1,36 @@
+"""The fine-tuning ladder: each claim judged at each point, rows taken at the epoch asked for."""
+
+import copy
+
+from repro.verdicts.ladder import ladder_claims, results_at
+from tests.unit.paper.test_expected import EXPECTED
+from tests.unit.verdicts.test_report import records
+
+
+def laddered():
+    """Paper-number records with BN PARAMS' robust error falling along a ladder of 1, 2, 4, 8 epochs."""
+    out = copy.deepcopy(records())
+    robust = {1: 97.0, 2: 95.0, 4: 90.0, 8: 80.0}
+    base = out["bn_params"]["metrics"]
+    out["bn_params"]["ladder"] = [{"epoch": e, "metrics": {**base, "autoattack_error": r}} for e, r in robust.items()]
+    out["bn_params"]["metrics"] = {**base, "autoattack_error": robust[8]}
+    out["adv"]["ladder"] = [{"epoch": e, "metrics": out["adv"]["metrics"]} for e in (1, 2, 4)]
+    return out
+
+
+def test_a_row_is_taken_at_the_epoch_asked_for_or_its_last_before():
+    results, taken = results_at(laddered(), 2)
+    assert results["bn_params"]["metrics"]["autoattack_error"] == 95.0, "BN PARAMS at epoch 2"
+    _, taken = results_at(laddered(), 8)
+    assert taken == {"bn_params": 8, "adv": 4}, f"ADV's training ended after 4 epochs: {taken}"
+
+
+def test_a_claim_can_fail_early_and_hold_later_along_the_ladder():
+    outcomes = dict((c["id"], o) for c, o in ladder_claims(EXPECTED, laddered()))
+    more_robust = outcomes["bn_params_more_robust_than_normal"]  # <= NORMAL's 99.8 - 15
+    assert more_robust[1] == "does not hold" and more_robust[8] == "holds", more_robust
+
+
+def test_claims_of_rows_without_a_ladder_are_left_out():
+    ids = {c["id"] for c, _ in ladder_claims(EXPECTED, laddered())}
+    assert "bn_stats_reset_same_clean_error" not in ids, "a claim on BN STATS alone says nothing about the ladder"
