@@ -1,0 +1,81 @@
+"""Learning curves (issue 23): points where they are due, from what the run saw, kept across a resume,
+and never a change to the weights."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from repro.paper.configs import ADV, BN_PARAMS, NORMAL
+from repro.runs.checkpoint import load_checkpoint
+from repro.runs.curves import curve_steps
+from repro.runs.data import synthetic_dataset
+from repro.runs.run_state import CHECKPOINT_NAME
+from repro.runs.training import train
+from repro.verdicts.error_model import within_binomial_noise
+from tests.conftest import make_micro_budget
+from tests.unit.runs.test_training import Interrupt, differing_tensors, interrupt_at
+
+BUDGET = make_micro_budget(epochs_adversarial=1, epochs_clean=3, curve_images=32, curve_pgd_steps=2)
+STEPS = BUDGET.n_train // BUDGET.batch_size  # per epoch
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_dataset(BUDGET.n_train, BUDGET.n_test, seed=0)
+
+
+def curve_of(folder):
+    return load_checkpoint(folder / CHECKPOINT_NAME)["curve"]
+
+
+def test_points_before_training_after_every_epoch_and_four_per_epoch_in_short_runs():
+    assert curve_steps(64, 1) == [0, 16, 32, 48, 64], curve_steps(64, 1)
+    assert curve_steps(64, 2) == [0, 16, 32, 48, 64, 80, 96, 112, 128], curve_steps(64, 2)
+    assert curve_steps(64, 3) == [0, 64, 128, 192], "runs longer than two epochs: a point per epoch"
+
+
+def test_a_run_records_its_curve_at_the_due_steps(tmp_path, data):
+    train(ADV, BUDGET, data, tmp_path, seed=0)
+    points = curve_of(tmp_path)
+    assert [p["step"] for p in points] == curve_steps(STEPS, 1), [p["step"] for p in points]
+    assert [p["epoch"] for p in points] == [s / STEPS for s in curve_steps(STEPS, 1)], "epochs as fractions"
+    assert points[0]["train_loss"] is None and all(p["train_loss"] > 0 for p in points[1:]), \
+        "no training loss before the first step, a positive one after"
+    lrs = [p["lr"] for p in points]
+    assert lrs[0] == pytest.approx(BUDGET.lr) and all(a > b for a, b in zip(lrs, lrs[1:])), \
+        f"the linear schedule's rate at each point: {lrs}"
+    assert all(0 <= p["clean_error"] <= 100 and 0 <= p["pgd_error"] <= 100 and p["seconds"] > 0 for p in points)
+
+
+def test_the_curve_measures_the_model_as_it_trains(tmp_path, data):
+    budget = dataclasses.replace(BUDGET, epochs_clean=8, curve_images=64)
+    train(NORMAL, budget, data, tmp_path, seed=0)
+    first, last = (curve_of(tmp_path)[i]["clean_error"] for i in (0, -1))
+    assert last < first and not within_binomial_noise(first / 100, last / 100, 64), \
+        f"a learning NORMAL's clean error on the slice must fall beyond the slice's noise: {first} -> {last}"
+
+
+def test_the_curve_changes_no_weight(tmp_path, data):
+    with_curve = train(ADV, BUDGET, data, tmp_path / "on", seed=0)
+    without = train(ADV, dataclasses.replace(BUDGET, curve_images=0), data, tmp_path / "off", seed=0)
+    assert differing_tensors(with_curve, without) == [], "taking curve points changed the trained weights"
+    assert curve_of(tmp_path / "off") == [], "curve_images=0 takes no point"
+
+
+def test_a_resumed_run_keeps_its_points_and_takes_none_twice(tmp_path, data):
+    normal = train(NORMAL, dataclasses.replace(BUDGET, epochs_clean=1), data, tmp_path / "normal", seed=0)
+    budget = dataclasses.replace(BUDGET, epochs_finetune=2)
+    train(BN_PARAMS, budget, data, tmp_path / "full", seed=0, initial_model=normal)
+    with pytest.raises(Interrupt):  # in the second epoch, after a checkpoint at every step
+        train(BN_PARAMS, budget, data, tmp_path / "cut", seed=0, initial_model=normal,
+              on_step=interrupt_at(STEPS + 2), checkpoint_seconds=0)
+    kept = [p["step"] for p in curve_of(tmp_path / "cut")]
+    assert kept and max(kept) <= STEPS + 2, f"the interrupted run's checkpoint keeps the points so far: {kept}"
+    train(BN_PARAMS, budget, data, tmp_path / "cut", seed=0, initial_model=normal, resume=True, checkpoint_seconds=0)
+    resumed, full = curve_of(tmp_path / "cut"), curve_of(tmp_path / "full")
+    assert [p["step"] for p in resumed] == [p["step"] for p in full], \
+        f"resumed steps {[p['step'] for p in resumed]} vs uninterrupted {[p['step'] for p in full]}"
+    for a, b in zip(resumed, full):
+        assert (a["clean_error"], a["pgd_error"]) == (b["clean_error"], b["pgd_error"]), \
+            f"step {a['step']}: the resumed run's point differs from the uninterrupted run's"
