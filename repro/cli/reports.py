@@ -108,7 +108,7 @@ def cmd_ladder(args) -> int:
     """`repro ladder`: rows from several run folders, their ladder points and the claims along them."""
     from repro.figures.curves import curve_series, write_curves
     from repro.runs.checkpoint import atomic_write_bytes
-    from repro.verdicts.ladder import ladder_of, render_ladder
+    from repro.verdicts.ladder import is_laddered, render_ladder
     from repro.verdicts.report import collect_results
 
     records, labels, series = {}, {}, []
@@ -120,8 +120,8 @@ def cmd_ladder(args) -> int:
         found = {c: r for c, r in collect_results(folder).items() if c not in records}
         records.update(found)
         labels.update({c: f"{r['config']['label']} ({name})" for c, r in found.items()})
-        series += curve_series({c: r for c, r in found.items() if ladder_of(r)}, expected, name)
-    if not any(ladder_of(r) for r in records.values()):
+        series += curve_series({c: r for c, r in found.items() if is_laddered(r)}, expected, name)
+    if not any(is_laddered(r) for r in records.values()):
         raise ValueError("none of these runs has a ladder: train them with --set ladder_epochs=1,2,4 (for example)")
     out = Path(args.out) if args.out else Path(args.folders[0])
     text = render_ladder(expected, records, labels, args.title)
