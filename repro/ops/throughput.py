@@ -18,7 +18,8 @@ from repro.mechanics.train_step import train_step
 from repro.ops.modes import Mode, Sizes, network_in_mode, refusal
 from repro.paper.budgets import PAPER
 from repro.paper.configs import ADV, ADV_BN_ONLY, CROP_FLIP, NORMAL
-from repro.runs.data import augment, prefetched_autoaugment, to_float
+from repro.runs.augmentation import augment, prefetched_autoaugment
+from repro.runs.data import to_float
 from repro.runs.evaluate import freeze_for_evaluation
 from repro.runs.timing import _rate as images_per_second  # the one timer of `repro bench` (warm-up, device sync)
 

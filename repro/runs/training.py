@@ -27,7 +27,8 @@ from repro.paper.budgets import Budget
 from repro.paper.configs import AUTOAUGMENT, AUTOAUGMENT_FIRST, CROP_FLIP, FROM_NORMAL, Configuration
 from repro.runs.checkpoint import state_fingerprint
 from repro.runs.curves import Curve
-from repro.runs.data import Dataset, augment, prefetched_autoaugment
+from repro.runs.augmentation import augment, prefetched_autoaugment
+from repro.runs.data import Dataset
 from repro.runs.run_state import CHECKPOINT_NAME, EpochProgress, RunState, run_identity, save_snapshot
 from repro.runs.selection import held_out_robust_accuracy, held_out_split, select_best
 

@@ -22,7 +22,8 @@ from repro.mechanics.model import ResNet20
 from repro.mechanics.train_step import train_step
 from repro.paper.budgets import SMOKE
 from repro.paper.configs import ADV, NORMAL
-from repro.runs.data import augment, synthetic_split, to_float
+from repro.runs.augmentation import augment
+from repro.runs.data import synthetic_split, to_float
 from repro.runs.evaluate import autoattack_evaluation, freeze_for_evaluation
 from repro.runs.provenance import cpu_bf16_flags
 

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 import repro.mechanics.train_step
-import repro.runs.data
+import repro.runs.augmentation
 import repro.runs.selection
 import repro.runs.training
 from repro.figures.outputs import confidence_logit_data
@@ -23,7 +23,8 @@ from repro.mechanics.train_step import train_step
 from repro.paper.configs import AUTOAUGMENT, CONFIGURATIONS, CROP_FLIP_FIRST
 from repro.paper.variants import apply_variants
 from repro.runs.checkpoint import load_checkpoint
-from repro.runs.data import augment, autoaugment, random_crop_flip, synthetic_dataset
+from repro.runs.augmentation import augment, autoaugment, random_crop_flip
+from repro.runs.data import synthetic_dataset
 from repro.runs.run_state import CHECKPOINT_NAME, checkpoint_selection, load_trained_model
 from repro.runs.training import train
 from tests.conftest import make_micro_budget
@@ -217,13 +218,13 @@ def test_crop_flip_then_autoaugment_composes_in_that_order(images):
 
 def autoaugment_inputs(monkeypatch):
     seen = []
-    real = repro.runs.data.autoaugment
+    real = repro.runs.augmentation.autoaugment
 
     def spy(batch, generator=None):  # the training loop passes a per-step generator (prefetched thread)
         seen.append(batch.clone())
         return real(batch, generator)
 
-    monkeypatch.setattr(repro.runs.data, "autoaugment", spy)
+    monkeypatch.setattr(repro.runs.augmentation, "autoaugment", spy)
     return seen
 
 

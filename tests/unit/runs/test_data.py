@@ -1,4 +1,4 @@
-"""Data pipeline: built-in data, CIFAR-10 loading and verification, tensor augmentation."""
+"""Data: built-in data, CIFAR-10 loading and verification, the robust-evaluation subset."""
 
 import hashlib
 import pickle
@@ -6,13 +6,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
 from repro.runs.data import (
     DataError,
-    augment,
     load_cifar10,
-    random_crop_flip,
     robust_eval_subset,
     synthetic_dataset,
     synthetic_split,
@@ -41,93 +38,6 @@ def test_synthetic_train_and_test_are_disjoint_draws():
 def test_synthetic_uses_all_classes():
     _, labels = synthetic_split(500, seed=0)
     assert torch.bincount(labels, minlength=10).min() > 20, "every class is represented"
-
-
-def test_crop_flip_keeps_shape_and_dtype():
-    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    out = random_crop_flip(images, torch.Generator().manual_seed(0))
-    assert out.shape == images.shape and out.dtype == images.dtype, "shape and dtype preserved"
-
-
-def test_crop_flip_is_per_sample():
-    image = torch.randint(1, 256, (1, 3, 32, 32), dtype=torch.uint8)
-    out = random_crop_flip(image.repeat(16, 1, 1, 1), torch.Generator().manual_seed(0))
-    distinct = len({o.numpy().tobytes() for o in out})
-    assert distinct > 8, f"16 copies of one image got only {distinct} distinct crops/flips"
-
-
-PAD = 4  # random_crop_flip's default padding (Section 3.2's crops follow [11]: 4 pixels)
-
-
-def crop_or_mirror_crop(sample, image):
-    """(flipped, dy, dx) such that `sample` is the 32x32 window at (dy, dx) of the zero-padded image
-    (flipped=False) or of its horizontal mirror (flipped=True); None if it is neither."""
-    for flipped, source in ((False, image), (True, image.flip(-1))):
-        padded = F.pad(source, (PAD,) * 4)
-        for dy in range(2 * PAD + 1):
-            for dx in range(2 * PAD + 1):
-                if torch.equal(sample, padded[:, dy:dy + 32, dx:dx + 32]):
-                    return flipped, dy, dx
-    return None
-
-
-@pytest.fixture(scope="module")
-def distinct_pixel_image():
-    """One (3, 32, 32) image whose pixels are all different and non-zero, so every window is unique."""
-    return torch.arange(1, 1 + 3 * 32 * 32, dtype=torch.float32).view(3, 32, 32)
-
-
-def crops_of(image, n=64, seed=1):
-    return random_crop_flip(image.repeat(n, 1, 1, 1), torch.Generator().manual_seed(seed))
-
-
-def test_crop_flip_is_a_shifted_crop_of_image_or_mirror(distinct_pixel_image):
-    out = crops_of(distinct_pixel_image)
-    bad = [i for i, sample in enumerate(out) if crop_or_mirror_crop(sample, distinct_pixel_image) is None]
-    assert bad == [], f"samples {bad} are neither a 4-pixel-padded crop of the image nor of its mirror"
-
-
-def test_crop_flip_check_rejects_a_pixel_shuffle(distinct_pixel_image):
-    sample = crops_of(distinct_pixel_image, n=1)[0]
-    shuffled = sample.flatten()[torch.randperm(sample.numel(), generator=torch.Generator().manual_seed(0))].view_as(sample)
-    assert crop_or_mirror_crop(shuffled, distinct_pixel_image) is None, "the crop check must reject shuffled pixels"
-
-
-def test_crop_flip_flips_some_samples_and_not_others(distinct_pixel_image):
-    out = crops_of(distinct_pixel_image)
-    found = [crop_or_mirror_crop(sample, distinct_pixel_image) for sample in out]
-    flips = {match[0] for match in found if match is not None}
-    assert flips == {False, True}, f"64 samples should include flipped and unflipped ones, got flipped in {flips}"
-
-
-def test_crop_flip_is_reproducible():
-    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    a = random_crop_flip(images, torch.Generator().manual_seed(5))
-    b = random_crop_flip(images, torch.Generator().manual_seed(5))
-    assert torch.equal(a, b), "the same generator state gives the same augmentation"
-
-
-@pytest.mark.parametrize("augmentation", ["crop_flip", "autoaugment"])
-def test_augment_returns_unit_range_floats(augmentation):
-    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    out = augment(images, augmentation, torch.Generator().manual_seed(0))
-    assert out.dtype == torch.float32 and out.shape == (8, 3, 32, 32), "float (B, 3, 32, 32)"
-    assert out.min() >= 0 and out.max() <= 1, "images in [0, 1]"
-
-
-def test_autoaugment_draws_per_sample():
-    torch.manual_seed(0)
-    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).repeat(32, 1, 1, 1)
-    from repro.runs.data import autoaugment
-
-    out = autoaugment(image)
-    distinct = len({o.numpy().tobytes() for o in out})
-    assert distinct > 4, f"32 copies got {distinct} distinct AutoAugment results: one op per batch?"
-
-
-def test_unknown_augmentation_is_rejected():
-    with pytest.raises(ValueError, match="unknown augmentation"):
-        augment(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "mixup", torch.Generator())
 
 
 def test_robust_subset_is_first_n_in_order():
@@ -250,36 +160,3 @@ def test_corrupt_cifar_batch_names_file(tmp_path):
     (folder / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="test_batch"):
         load_cifar10(tmp_path, allow_unverified=True)
-
-
-def test_seeded_autoaugment_draws_per_sample():
-    from repro.runs.data import autoaugment
-
-    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).repeat(32, 1, 1, 1)
-    out = autoaugment(image, torch.Generator().manual_seed(0))
-    distinct = len({o.numpy().tobytes() for o in out})
-    assert distinct > 4, f"32 copies got {distinct} distinct seeded AutoAugment results: one op per batch?"
-
-
-def test_seeded_autoaugment_ignores_the_global_rng():
-    from repro.runs.data import autoaugment
-
-    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(0)
-    a = autoaugment(images, torch.Generator().manual_seed(3))
-    torch.manual_seed(99)  # another thread drawing meanwhile must not change the images
-    b = autoaugment(images, torch.Generator().manual_seed(3))
-    assert torch.equal(a, b), "the same seed must give the same augmented images whatever the global RNG does"
-    assert not torch.equal(a, autoaugment(images, torch.Generator().manual_seed(4))), "another seed, other images"
-
-
-def test_prefetched_autoaugment_gives_each_batch_its_seeded_images_in_order():
-    from repro.runs.data import autoaugment, prefetched_autoaugment
-
-    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
-    batches = [torch.arange(k * 8, (k + 1) * 8).flip(0) for k in range(5)]
-    seeds = [11, 12, 13, 14, 15]
-    got = list(prefetched_autoaugment(images, batches, seeds))
-    expected = [autoaugment(images[b], torch.Generator().manual_seed(s)) for b, s in zip(batches, seeds)]
-    assert len(got) == 5 and all(torch.equal(g, e) for g, e in zip(got, expected)), (
-        "prefetched batches must be the seeded AutoAugment of their own indices, in order")
