@@ -9,6 +9,7 @@ and the weights' hashes are recorded beside it (repro/runs/data.py, repro/runs/c
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 import sys
@@ -68,6 +69,12 @@ def device_description(device: torch.device | str) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+# Environment variables that cap the instruction set torch's own kernels (ATen) and oneDNN's dispatch to,
+# without changing the CPU model. Measured (issue 24): NORMAL at cifar_cpu, 2560 images, 2 epochs, fp32,
+# same data and seed: ONEDNN_MAX_CPU_ISA=AVX2 alone, ATEN_CPU_CAPABILITY=avx2 alone, and both, each gave
+# other weights than the default (AVX512); ONEDNN_MAX_CPU_ISA=AVX512_CORE gave the default's.
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE")
+
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute in bf16 natively (oneDNN uses them)
 
 
@@ -106,12 +113,13 @@ def hardware(device: torch.device | str) -> dict:
     """What a number was computed on, as far as it decides the arithmetic (issue 24).
 
     CPU: model, torch's dispatch capability (e.g. AVX512: which oneDNN/ATen kernels run, hence their
-    rounding), machine, torch's intra-op threads. CUDA adds the device name, compute capability,
+    rounding), any KERNEL_ENV cap set in the environment, machine, torch's intra-op threads. CUDA adds the device name, compute capability,
     driver, CUDA and cuDNN versions.
     """
     device = torch.device(device)
     out = {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-           "cpu_bf16": cpu_bf16_flags(), "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
+           "cpu_bf16": cpu_bf16_flags(), "machine": platform.machine(), "torch_threads": torch.get_num_threads(),
+           "kernel_env": {name: os.environ[name] for name in KERNEL_ENV if name in os.environ}}
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         out.update(device_name=torch.cuda.get_device_name(device), compute_capability=f"{major}.{minor}",
@@ -127,6 +135,7 @@ def hardware_key(hardware_record: dict | None) -> str | None:
         return None
     parts = [hardware_record.get(k) for k in ("cpu_model", "cpu_capability", "torch_threads", "device_name",
                                               "compute_capability", "cuda", "cudnn")]
+    parts += [f"{name}={value}" for name, value in sorted(hardware_record.get("kernel_env", {}).items())]
     return " | ".join(str(p) for p in parts if p is not None)
 
 

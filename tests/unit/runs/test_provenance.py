@@ -81,3 +81,13 @@ def test_result_records_its_weights_and_a_fine_tuning_row_its_starting_normal(mi
         "BN PARAMS must record that it started from this NORMAL"
     assert bn_params["weights_sha256"] != normal["weights_sha256"], "fine-tuning changed the weights"
     assert "initial_weights_sha256" not in normal, "a row trained from scratch has no starting weights"
+
+
+def test_a_kernel_cap_in_the_environment_makes_another_hardware_key(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 changed NORMAL's weights on this machine while torch still reported
+    AVX512 (issue 24): two runs differing only in it must not count as the same hardware."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    plain = provenance.hardware_key(provenance.hardware("cpu"))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    capped = provenance.hardware_key(provenance.hardware("cpu"))
+    assert capped != plain and "ONEDNN_MAX_CPU_ISA=AVX2" in capped, f"{plain!r} vs {capped!r}"
