@@ -85,7 +85,7 @@ AUTO_SELFCHECK = "auto"  # --selfcheck auto: this device's and budget's selfchec
 def selfcheck_record(spec: str, budget, device, out) -> dict:
     """The selfcheck record `--selfcheck SPEC` names: a selfcheck.json, or for "auto" this device's and
     budget's OUT/selfcheck-DEVICE-BUDGET.json, made first by running the selfcheck sized at the budget
-    (a CPU's takes about 10 minutes at cifar_cpu) when it does not exist yet."""
+    (a 2-core CPU took 37 minutes at cifar_cpu, beside other work) when it does not exist yet."""
     if spec != AUTO_SELFCHECK:
         return read_selfcheck(spec)
     path = Path(out) / f"selfcheck-{device.type}-{budget.name}.json"
