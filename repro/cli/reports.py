@@ -6,6 +6,7 @@ from pathlib import Path
 
 from repro.cli.options import over_seeds, seeds_of, settings_from
 from repro.paper.choices import CHOICES
+from repro.paper.configs import CONFIGURATIONS
 from repro.paper.expected import load_expected
 from repro.paper.variants import register_text
 from repro.runs.pipeline import Pipeline, RunSettings
@@ -26,7 +27,8 @@ def add_commands(sub, common) -> None:
     p = sub.add_parser("ladder", help="runs trained with --set ladder_epochs: their points and the claims at each "
                                       "(ladder.md), and their learning curves (ladder.png)")
     p.add_argument("folders", nargs="+", metavar="RUN_FOLDER",
-                   help="OUT/BUDGET[+READINGS]/seedS folders; a row is taken from the first folder that has it")
+                   help="OUT/BUDGET[+READINGS]/seedS folders; every folder's ladders are listed and drawn, the claims "
+                        "judge a row from the first folder that has it")
     p.add_argument("--out", default=None, help="folder for ladder.md and ladder.png (default: the first RUN_FOLDER)")
     p.add_argument("--title", default="The fine-tuning ladder", help="the report's heading")
     p.set_defaults(func=cmd_ladder)
@@ -111,20 +113,23 @@ def cmd_ladder(args) -> int:
     from repro.verdicts.ladder import is_laddered, render_ladder
     from repro.verdicts.report import collect_results
 
-    records, labels, series = {}, {}, []
+    records, labels, series, shown = {}, {}, [], []
     expected = load_expected()
     for folder in map(Path, args.folders):
         if not folder.is_dir():
             raise ValueError(f"no run folder {folder}; pass OUT/BUDGET[+READINGS]/seedS folders")
         name = folder.parent.name  # BUDGET[+READINGS]: what tells the folders apart
-        found = {c: r for c, r in collect_results(folder).items() if c not in records}
+        results = collect_results(folder)
+        found = {c: r for c, r in results.items() if c not in records}  # the claims judge a row's first
         records.update(found)
-        labels.update({c: f"{r['config']['label']} ({name})" for c, r in found.items()})
-        series += curve_series({c: r for c, r in found.items() if is_laddered(r)}, expected, name)
+        labels.update({c: f"{CONFIGURATIONS[c].label} ({name})" for c in found})
+        laddered = {c: r for c, r in results.items() if is_laddered(r) or c in found}  # shown: every ladder
+        shown += [(f"{CONFIGURATIONS[c].label} ({name})", r) for c, r in laddered.items()]
+        series += curve_series({c: r for c, r in laddered.items() if is_laddered(r)}, expected, name)
     if not any(is_laddered(r) for r in records.values()):
         raise ValueError("none of these runs has a ladder: train them with --set ladder_epochs=1,2,4 (for example)")
     out = Path(args.out) if args.out else Path(args.folders[0])
-    text = render_ladder(expected, records, labels, args.title)
+    text = render_ladder(expected, records, labels, args.title, shown)
     atomic_write_bytes(out / "ladder.md", text.encode())
     print(text)
     for path in [out / "ladder.md"] + write_curves(series, out, "ladder", title=args.title):

@@ -75,17 +75,21 @@ def ladder_claims(expected: dict, records: dict[str, dict]) -> list[tuple[dict, 
     return rows
 
 
-def render_ladder(expected: dict, records: dict[str, dict], labels: dict[str, str], title: str) -> str:
+def render_ladder(expected: dict, records: dict[str, dict], labels: dict[str, str], title: str,
+                  shown: list[tuple[str, dict]] | None = None) -> str:
     """Markdown: the ladder's points per row (clean / PGD / AutoAttack-or-stand-in error at each epoch),
-    then each claim's outcome at each point. `labels`: row -> how to name it (e.g. with its readings)."""
+    then each claim's outcome at each point. `labels`: row -> how to name it (e.g. with its readings).
+    `shown`: (label, record) pairs whose points are listed instead of `records`' (e.g. one row under two
+    readings, of which the claims judge one)."""
     epochs = ladder_epochs(records)
+    shown = shown if shown is not None else [(labels.get(c, c), r) for c, r in records.items()]
     out = [f"# {title}", "", "Errors in % (clean on the budget's clean test set, PGD and the robust attack on its "
            "first n_robust images), after each number of epochs; a point inside a longer schedule is not a "
            "shorter run (its learning rate has not decayed).", "",
            "| row | epoch | clean | PGD | robust (AutoAttack or its stand-in) |", "|---|---:|---:|---:|---:|"]
-    for config_id, record in records.items():
+    for label, record in shown:
         for epoch, metrics in sorted(ladder_of(record).items()):
-            out.append(f"| {labels.get(config_id, config_id)} | {epoch} | {metrics['clean_error']:.2f} "
+            out.append(f"| {label} | {epoch} | {metrics['clean_error']:.2f} "
                        f"| {metrics['pgd_error']:.1f} | {metrics['autoattack_error']:.1f} |")
     out += ["", "## Claims along the ladder", "",
             "| claim | " + " | ".join(f"epoch {e}" for e in epochs) + " | paper's sentence |",

@@ -55,3 +55,31 @@ def test_claims_whose_rows_are_all_absent_are_named_once_not_tabled():
     rows = [line for line in text.splitlines() if line.startswith("| adv_bn_only_no_meaningful_robustness ")]
     assert not rows, "a claim missing its row at every point has no row in the claims table"
     assert "adv_bn_only_no_meaningful_robustness (missing (adv_bn_only))" in text, "it is named as not judged"
+
+
+def test_repro_ladder_lists_and_draws_one_row_under_two_readings(tmp_path, capsys):
+    """Two run folders with BN PARAMS under two readings: both ladders are listed (and drawn), the claims
+    judge the first folder's."""
+    import json
+
+    from repro.cli.main import main
+
+    slow, fast = laddered(), laddered()
+    for point in fast["bn_params"]["ladder"]:
+        point["metrics"] = {**point["metrics"], "autoattack_error": point["metrics"]["autoattack_error"] - 10}
+    for record in (slow, fast):
+        for row in ("bn_params", "normal"):
+            record[row]["curve"] = {"points": [{"step": 0, "epoch": 0.0, "clean_error": 20.0, "pgd_error": 99.0}]}
+    folders = []
+    for name, records in (("cifar_cpu+finetune_lr=0.1", fast), ("cifar_cpu", slow)):
+        folder = tmp_path / name / "seed0"
+        for row in ("bn_params", "normal"):
+            (folder / row).mkdir(parents=True)
+            (folder / row / "result.json").write_text(json.dumps(records[row]))
+        folders.append(str(folder))
+    assert main(["ladder", *folders, "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    text = (tmp_path / "ladder.md").read_text()
+    points = [line for line in text.splitlines() if line.startswith("| BN PARAMS (")]
+    assert len(points) == 8, f"4 points of each reading's BN PARAMS, got:\n" + "\n".join(points)
+    assert "| BN PARAMS (cifar_cpu+finetune_lr=0.1) | 8 |" in text, "the first folder's reading is named"
+    assert (tmp_path / "ladder.png").stat().st_size > 0, "the figure is written"
