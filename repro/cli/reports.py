@@ -37,6 +37,9 @@ def add_commands(sub, common) -> None:
     p.add_argument("first", metavar="RUN_FOLDER", help="the reference, OUT/BUDGET[+READINGS]/seedS")
     p.add_argument("second", metavar="OTHER_RUN_FOLDER", help="the run compared with it")
     p.add_argument("--out", help="also write the comparison here (Markdown)")
+    p.add_argument("--refuse-into", metavar="SELFCHECK_JSON",
+                   help="when a metric lies outside the band, refuse the arithmetic switches (bf16, compile) the "
+                        "second folder's rows ran with at their budget in this selfcheck.json (issue 28)")
     p.set_defaults(func=cmd_compare)
 
 
@@ -158,4 +161,14 @@ def cmd_compare(args) -> int:
     if args.out:
         atomic_write_bytes(Path(args.out), text.encode())
     print(text)
+    if args.refuse_into:
+        from repro.ops.refusal import refusal, refuse_into
+
+        refused = refusal(entries, found[1], args.out or f"repro compare {args.first} {args.second}")
+        if refused:
+            approved = refuse_into(Path(args.refuse_into), refused)
+            budget = next(iter(refused.values()))["budget"]
+            print(f"refused at {budget} in {args.refuse_into}: {', '.join(refused)}; approved there now: {approved}")
+        else:
+            print(f"nothing refused in {args.refuse_into}: every metric within the band, or no bf16/compile was on")
     return 0 if all(e["within"] for e in entries) else 1

@@ -128,16 +128,31 @@ def unwrap(net: nn.Module) -> nn.Module:
     return net.model if isinstance(net, Autocast) else net
 
 
-def approved_mode(record: dict) -> str:
+ARITHMETIC_SWITCHES = ("bf16", "compile")  # the modes' parts that change what is computed (channels_last: layout)
+
+
+def refused_switches(record: dict, budget_name: str | None) -> dict[str, str]:
+    """{switch: why} for the arithmetic switches a selfcheck `record` refuses at `budget_name`: a
+    comparison of all rows in a mode with the fp32 evidence found a number moved beyond noise
+    (issue 28; written by `repro compare --refuse-into`)."""
+    return {switch: refusal["reason"] for switch, refusal in record.get("refused", {}).items()
+            if refusal.get("budget") == budget_name}
+
+
+def approved_mode(record: dict, budget_name: str | None = None) -> str:
     """The fastest mode of a selfcheck `record` (selfcheck.json) that passed its checks, by the PGD
     training step's measured rate (the step every budget spends most of its time in); "fp32" when
     none did. A compiled mode counts only if the selfcheck compiled with the backend runs use (a CPU
-    selfcheck's eager-backend pass says nothing about inductor's code).
+    selfcheck's eager-backend pass says nothing about inductor's code). A mode using a switch the
+    record refuses at `budget_name` (refused_switches) does not count.
     """
+    refused = refused_switches(record, budget_name)
+
     def usable(name: str) -> bool:
         switches, rate = record["modes"][name], record["throughput"]["pgd10_step"].get(name, {})
         compiled_as_runs = not switches["compile"] or record["compile_backend"] == COMPILE_BACKEND
-        return bool(record["passes"].get(name)) and compiled_as_runs and "images_per_second" in rate
+        allowed = not any(switches.get(switch) for switch in refused)
+        return bool(record["passes"].get(name)) and compiled_as_runs and allowed and "images_per_second" in rate
 
     candidates = [name for name in record["modes"] if usable(name)]
     rate = lambda name: record["throughput"]["pgd10_step"][name]["images_per_second"]  # noqa: E731
@@ -158,7 +173,7 @@ def apply_selfcheck(budget: Budget, record: dict, device: torch.device | str) ->
                          f"run `repro selfcheck --device {device.type}` here and pass its selfcheck.json")
     passes = record["passes"]
     if "modes" in record:
-        mode = approved_mode(record)
+        mode = approved_mode(record, budget.name)
         switches = record["modes"][mode]
     else:  # first format: bf16 and compile, channels_last the device's default
         mode = None
@@ -169,5 +184,5 @@ def apply_selfcheck(budget: Budget, record: dict, device: torch.device | str) ->
     channels_last = budget.channels_last if budget.channels_last is not None else switches["channels_last"]
     applied = {"mode": mode, "bf16": bf16, "compile": compile_, "channels_last": channels_last, "passes": passes,
                "compile_backend": record["compile_backend"], "sizes": record["sizes"],
-               "device_name": record["environment"]["device_name"]}
+               "device_name": record["environment"]["device_name"], "refused": refused_switches(record, budget.name)}
     return dataclasses.replace(budget, bf16=bf16, compile=compile_, channels_last=channels_last), applied

@@ -109,6 +109,9 @@ def render(record: dict) -> str:
                  if "pgd_error" in errors else f"  skipped: {errors['skipped']}")
         lines.append(f"  {mode:<20}{cells}  {'(reference)' if mode == modes[0] else record['passes'][mode]}")
     lines.append(f"approved: {record['approved']} (the fastest mode that passed; rule: {strength['rule']})")
+    for switch, refused in record.get("refused", {}).items():
+        lines.append(f"refused at {refused['budget']}: {switch} ({refused['reason']}; {refused['comparison']}); "
+                     f"approved there: {approved_mode(record, refused['budget'])}")
     det = record["determinism"]
     lines.append(f"determinism: {det['steps']} steps twice: identical {det['identical']} "
                  f"(max |difference| {det['max_abs_difference']:.3g})")

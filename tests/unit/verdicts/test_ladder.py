@@ -71,15 +71,15 @@ def test_repro_ladder_lists_and_draws_one_row_under_two_readings(tmp_path, capsy
         for row in ("bn_params", "normal"):
             record[row]["curve"] = {"points": [{"step": 0, "epoch": 0.0, "clean_error": 20.0, "pgd_error": 99.0}]}
     folders = []
-    for name, records in (("cifar_cpu+finetune_lr=0.1", fast), ("cifar_cpu", slow)):
+    for name, rows in (("cifar_cpu+finetune_lr=0.1", fast), ("cifar_cpu", slow)):
         folder = tmp_path / name / "seed0"
         for row in ("bn_params", "normal"):
             (folder / row).mkdir(parents=True)
-            (folder / row / "result.json").write_text(json.dumps(records[row]))
+            (folder / row / "result.json").write_text(json.dumps(rows[row]))
         folders.append(str(folder))
     assert main(["ladder", *folders, "--out", str(tmp_path)]) == 0, capsys.readouterr().err
     text = (tmp_path / "ladder.md").read_text()
     points = [line for line in text.splitlines() if line.startswith("| BN PARAMS (")]
-    assert len(points) == 8, f"4 points of each reading's BN PARAMS, got:\n" + "\n".join(points)
+    assert len(points) == 8, "4 points of each reading's BN PARAMS, got:\n" + "\n".join(points)
     assert "| BN PARAMS (cifar_cpu+finetune_lr=0.1) | 8 |" in text, "the first folder's reading is named"
     assert (tmp_path / "ladder.png").stat().st_size > 0, "the figure is written"
