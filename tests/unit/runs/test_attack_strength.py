@@ -64,8 +64,10 @@ def optimum(distances: torch.Tensor, epsilon: float) -> tuple[float, float]:
     return 100.0 * (margin < 0).double().mean().item(), F.softplus(-margin).mean().item()
 
 
-DISTANCES = [k for k in range(1, 16) if k not in (4, 8)]  # 4 and 8 would tie at eps/2 and eps exactly
-REACHABLE = [k for k in DISTANCES if k < 8]  # every image flipped at eps, none left for the slower attacks
+# Radii the PGD tests run at: the paper's, and one where a default step of 2/255 would not be eps/4.
+EPSILONS = {"8/255": 8 / 255, "12/255": 12 / 255}
+DISTANCES = [k for k in range(1, 16) if k not in (4, 8, 12)]  # these would tie at eps/2 or at a radius exactly
+REACHABLE = [k for k in DISTANCES if k < 8]  # every image flipped at 8/255, none left for the slower attacks
 
 
 @pytest.fixture(scope="module")
@@ -75,24 +77,39 @@ def boundary():
 
 # --- the evaluation PGD (pgd_logits: the PGD error, the adversarial cross-entropy, Figure 3) -------
 
-def test_evaluation_pgd_reaches_the_optimal_cross_entropy(boundary):
+@pytest.mark.parametrize("epsilon", EPSILONS.values(), ids=EPSILONS.keys())
+def test_evaluation_pgd_reaches_the_optimal_cross_entropy(boundary, epsilon):
     # The loss PGD maximises, at its maximum over the ball: a shorter step or a step fewer falls short.
     images, labels = images_at(DISTANCES, boundary)
-    budget = dataclasses.replace(SMOKE, eval_pgd_steps=EXACT_STEPS)
+    budget = dataclasses.replace(SMOKE, epsilon=epsilon, eval_pgd_steps=EXACT_STEPS)
     measured = pgd_evaluation(boundary, images, labels, budget, seed=0)["pgd_cross_entropy"]
-    _, best = optimum(torch.tensor(DISTANCES * 2), EPS)
+    _, best = optimum(torch.tensor(DISTANCES * 2), epsilon)
     assert measured == pytest.approx(best, rel=1e-4), (
         f"{EXACT_STEPS}-step evaluation PGD reached cross-entropy {measured:.4f}; the optimal L-inf attack at "
-        f"eps={EPS:.4f} reaches {best:.4f}: the evaluation attack is weaker than its budget")
+        f"eps={epsilon:.4f} reaches {best:.4f}: the evaluation attack is weaker than its budget")
 
 
-def test_evaluation_pgd_error_is_the_optimal_attacks(boundary):
+@pytest.mark.parametrize("epsilon", EPSILONS.values(), ids=EPSILONS.keys())
+def test_evaluation_pgd_error_is_the_optimal_attacks(boundary, epsilon):
     images, labels = images_at(DISTANCES, boundary)
-    measured = pgd_evaluation(boundary, images, labels, SMOKE, seed=0)["pgd_error"]
-    best, _ = optimum(torch.tensor(DISTANCES * 2), EPS)
+    measured = pgd_evaluation(boundary, images, labels, dataclasses.replace(SMOKE, epsilon=epsilon), seed=0)["pgd_error"]
+    best, _ = optimum(torch.tensor(DISTANCES * 2), epsilon)
     assert measured == pytest.approx(best), (
-        f"evaluation PGD error {measured:.1f}%; every image nearer the boundary than eps={EPS:.4f} "
+        f"evaluation PGD error {measured:.1f}%; every image nearer the boundary than eps={epsilon:.4f} "
         f"({best:.1f}%) must be misclassified, and none farther")
+
+
+def test_evaluation_pgd_steps_a_quarter_of_epsilon(boundary):
+    # Each iterate moves every coordinate by the step, or less where the ball's edge clips it.
+    images, labels = images_at(REACHABLE, boundary)
+    epsilon = EPSILONS["12/255"]
+    seen = []
+    handle = boundary.register_forward_pre_hook(lambda _m, i: seen.append(i[0].detach().clone()))
+    pgd_logits(boundary, images, labels, dataclasses.replace(SMOKE, epsilon=epsilon, eval_pgd_steps=3), seed=0)
+    handle.remove()
+    moves = [(after - before).abs().max().item() for before, after in zip(seen[:3], seen[1:3])]
+    assert moves == pytest.approx([epsilon / 4] * 2, rel=1e-4), (
+        f"the evaluation PGD's iterates moved by {moves} per coordinate, its step is eps/4 = {epsilon / 4:.5f}")
 
 
 def test_fixture_tells_a_step_fewer(boundary):
@@ -140,6 +157,14 @@ def test_evaluation_pgd_gets_past_a_flat_clean_point():
         "the evaluation attack does not start at random inside the ball")
 
 
+def test_without_random_start_pgd_stays_at_a_flat_clean_point():
+    # Why the random start is there: from the clean image, a zero gradient gives a zero step.
+    clean = torch.randint(16, 240, (1, 3, 8, 8), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    x = clean.float() / 255
+    adv = pgd(FlatAtClean(clean), x, torch.zeros(1, dtype=torch.long), epsilon=EPS, steps=3, random_start=False)
+    assert torch.equal(adv, x), f"PGD without a random start moved {(adv - x).abs().max().item():.4g} from a flat point"
+
+
 def test_evaluation_pgd_stronger_than_fgsm_and_pgd2(trained_tiny_model):
     # Strength ordering on a trained ResNet-20; measured here: PGD-10 91%, FGSM 73%, PGD-2 72% error
     # on these 64 images. The margin of 5 points is far below that gap and above a few images' noise.
@@ -173,6 +198,56 @@ def test_autoattack_error_is_the_optimal_attacks(boundary, version):
     assert measured == pytest.approx(best), (
         f"AutoAttack ({version}) error {measured:.1f}%; exactly the images nearer the boundary than "
         f"eps={budget.epsilon:.4f} ({best:.1f}%) are misclassifiable")
+
+
+class SaturatedBoundary(Boundary):
+    """Boundary with logits scaled 1000-fold: the cross-entropy is exactly 0, and so is its gradient,
+    everywhere in the ball (float32), while the decision boundary is the same hyperplane."""
+
+    def forward(self, x):
+        logits = super().forward(x)
+        return torch.cat([logits[:, :2] * 1000, logits[:, 2:]], 1)
+
+
+def test_standard_autoattack_gets_past_a_saturated_cross_entropy():
+    # Croce & Hein [1] add DLR-loss attacks because a cross-entropy attack stalls where the logits are
+    # scaled up; the standard ensemble's APGD-T must flip what APGD-CE alone cannot move.
+    model = SaturatedBoundary().eval()
+    images, labels = images_at(REACHABLE, model)
+    budget = dataclasses.replace(SMOKE, autoattack_version="standard")
+    measured = autoattack_evaluation(model, images, labels, budget, seed=0)["autoattack_error"]
+    best, _ = optimum(torch.tensor(REACHABLE * 2), budget.epsilon)
+    assert measured == pytest.approx(best), (
+        f"standard AutoAttack error {measured:.1f}% on a model with a saturated cross-entropy; {best:.1f}% "
+        "of the images are within eps of the boundary: the standard ensemble did not run")
+
+
+def test_fixture_stalls_apgd_ce_alone():
+    # The test above can fail: on this model the APGD-CE stand-in flips none of the images the
+    # standard ensemble must flip, so a standard run that fell back to APGD-CE alone would show.
+    model = SaturatedBoundary().eval()
+    images, labels = images_at(REACHABLE, model)
+    budget = dataclasses.replace(SMOKE, autoattack_version="custom")
+    measured = autoattack_evaluation(model, images, labels, budget, seed=0)["autoattack_error"]
+    assert measured == 0.0, f"APGD-CE alone reached {measured:.1f}% on the saturated model; it must stall at 0%"
+
+
+def gradient_queries(model, budget) -> int:
+    """How many gradient-enabled forward passes the AutoAttack of `budget` makes on Boundary images."""
+    images, labels = images_at(DISTANCES, model)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda _m, _i: calls.append(1) if torch.is_grad_enabled() else None)
+    autoattack_evaluation(model, images, labels, budget, seed=0)
+    handle.remove()
+    return len(calls)
+
+
+def test_apgd_ce_standin_runs_the_budgets_iterations_once(boundary):
+    # Ten iterations more cost ten gradient queries more: one restart, budget.autoattack_iterations long.
+    budget = dataclasses.replace(SMOKE, autoattack_version="custom", autoattack_iterations=10)
+    extra = gradient_queries(boundary, dataclasses.replace(budget, autoattack_iterations=20)) - gradient_queries(
+        boundary, budget)
+    assert extra == 10, f"10 more APGD-CE iterations made {extra} more gradient queries (one restart: 10)"
 
 
 def returned_examples(monkeypatch) -> list:
