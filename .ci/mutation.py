@@ -99,19 +99,21 @@ def commit() -> str:
 def main(modules: list[str]) -> None:
     unknown = set(modules) - set(MODULES)
     if unknown:
-        raise SystemExit(f"mutation.py: error: unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}")
+        print(f"mutation.py: error: unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}", file=sys.stderr)
+        sys.exit(2)
     measured_at = commit()
     for module in modules or list(MODULES):
         result = run_module(module)
         counts = {k: len(v) for k, v in result["outcomes"].items()}
         killed, timeout = counts.get(KILLED, 0) + counts.get("caught by type check", 0), counts.get(TIMEOUT, 0)
         survived, not_reached, not_run = counts.get(SURVIVED, 0), counts.get(NOT_REACHED, 0), counts.get(NOT_RUN, 0)
-        score = 100 * (killed + timeout) / max(killed + timeout + survived, 1)
-        print(f"{module}: {score:.0f}% killed ({killed} killed, {timeout} timed out, {survived} survived, "
+        decided = killed + timeout + survived
+        score = f"{100 * (killed + timeout) / decided:.0f}%" if decided else "-"  # no mutant decided: no score
+        print(f"{module}: {score} killed ({killed} killed, {timeout} timed out, {survived} survived, "
               f"{not_reached} not reached, {not_run} not run; all outcomes {counts}), {result['seconds']:.0f} s",
               flush=True)
         # the row of docs/mutation.md's table
-        print(f"| {module} | {killed} | {timeout} | {survived} | {not_reached} | {not_run} | {score:.0f}% | "
+        print(f"| {module} | {killed} | {timeout} | {survived} | {not_reached} | {not_run} | {score} | "
               f"{result['seconds'] / 60:.0f} min | {time.strftime('%Y-%m-%d')} | {measured_at} |", flush=True)
         for name in result["outcomes"].get(SURVIVED, []) + result["outcomes"].get(NOT_REACHED, []):
             print(f"    {'survived' if name in result['outcomes'].get(SURVIVED, []) else 'not reached'}: {name}", flush=True)
