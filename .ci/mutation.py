@@ -1,11 +1,14 @@
-"""Mutation testing of the mechanism modules, one module at a time with only its own tests.
+"""Mutation testing of every module whose output reaches a number or a verdict, one module at a time
+with only its own tests.
 
-    python .ci/mutation.py [MODULE ...]      # default: every module below, smallest first
+    python .ci/mutation.py [MODULE ...]      # default: every module below, in MODULES' order
 
 For each module this copies the package and tests into .mutation/MODULE/ (git-ignored), writes a
 setup.cfg telling mutmut 3 to mutate only that module and to run only that module's test files,
 runs `mutmut run`, and prints the module's score: killed / (killed + survived), timeouts counted
-as killed. Survivors are listed by name; `cd .mutation/MODULE && mutmut show NAME` shows the diff.
+as killed, and its row of docs/mutation.md's table (killed, timed out, survived, not reached by any
+test, wall time, date, commit). Survivors and unreached mutants are listed by name;
+`cd .mutation/MODULE && mutmut show NAME` shows the diff.
 mutmut is chosen because it forks each mutant from one warm process that has already imported
 torch and collected the tests, and runs only the tests that reach the mutated function; tools
 that start a fresh pytest per mutant pay torch's import (seconds) hundreds of times.
@@ -22,18 +25,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Module -> (its path under repro/, the test files that pin it: the fast tier only; the slow tier is too
-# slow to rerun per mutant). Ordered smallest module first, so an interrupted session has the most done.
+# slow to rerun per mutant). Every module whose output reaches a number or a verdict (issue 26), the
+# evaluation attack's first, training (the longest) last, so an interrupted session has the most done.
 MODULES = {
+    "attacks": ("mechanics/attacks", ["tests/unit/mechanics/test_attacks.py", "tests/unit/runs/test_attack_strength.py"]),
+    "evaluate": ("runs/evaluate", ["tests/unit/runs/test_evaluate.py", "tests/unit/runs/test_attack_strength.py"]),
     "bn_analysis": ("mechanics/bn_analysis", ["tests/unit/mechanics/test_bn_analysis.py"]),
     "train_step": ("mechanics/train_step", ["tests/unit/mechanics/test_freeze.py"]),
     "freeze": ("mechanics/freeze", ["tests/unit/mechanics/test_freeze.py", "tests/unit/mechanics/test_attacks.py"]),
-    "evaluate": ("runs/evaluate", ["tests/unit/runs/test_evaluate.py"]),
-    "attacks": ("mechanics/attacks", ["tests/unit/mechanics/test_attacks.py"]),
     "model": ("mechanics/model", ["tests/unit/mechanics/test_model.py", "tests/unit/mechanics/test_freeze.py"]),
     "expected": ("paper/expected", ["tests/unit/paper/test_expected.py"]),
+    "variants": ("paper/variants", ["tests/unit/paper/test_variants.py"]),
+    "error_model": ("verdicts/error_model", ["tests/unit/verdicts/test_error_model.py"]),
+    "seeds": ("runs/seeds", ["tests/unit/runs/test_seeds.py"]),
+    "distances": ("verdicts/distances", ["tests/unit/verdicts/test_distances.py"]),
+    "history": ("verdicts/history", ["tests/unit/verdicts/test_history.py"]),
+    "report": ("verdicts/report", ["tests/unit/verdicts/test_report.py"]),
     "augmentation": ("runs/augmentation", ["tests/unit/runs/test_augmentation.py"]),
     "training": ("runs/training", ["tests/unit/runs/test_training.py"]),
 }
+# mutmut's outcomes, as the table in docs/mutation.md counts them. A timeout (the mutant made the tests
+# run past mutmut's limit, e.g. a loop that no longer ends) counts as killed but is shown apart, since
+# on a loaded machine a slow survivor can time out too.
+# "not checked": mutmut was stopped (its process killed) before it ran that mutant; the row then
+# records how far an interrupted run got.
+KILLED, TIMEOUT, SURVIVED, NOT_REACHED, NOT_RUN = "killed", "timeout", "survived", "no tests", "not checked"
+
+
 def run_module(module: str) -> dict:
     """Mutate the module against its tests; returns counts per outcome and the survivors."""
     path, tests = MODULES[module]
@@ -67,20 +85,34 @@ def run_module(module: str) -> dict:
     return {"module": module, "seconds": seconds, "outcomes": outcomes}
 
 
+def commit() -> str:
+    """The commit measured: short hash, with "+changes" when repro/ or tests/ differ from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "repro", "tests"], cwd=ROOT, capture_output=True, text=True).stdout
+    return head + ("+changes" if dirty.strip() else "")
+
+
 def main(modules: list[str]) -> None:
     unknown = set(modules) - set(MODULES)
     if unknown:
-        raise SystemExit(f"mutation.py: error: unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}")
+        print(f"mutation.py: error: unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}", file=sys.stderr)
+        sys.exit(2)
+    measured_at = commit()
     for module in modules or list(MODULES):
         result = run_module(module)
         counts = {k: len(v) for k, v in result["outcomes"].items()}
-        killed = counts.get("killed", 0) + counts.get("timeout", 0)
-        survived = counts.get("survived", 0)
-        score = 100 * killed / max(killed + survived, 1)
-        print(f"{module}: {score:.0f}% killed ({killed} killed, {survived} survived, other {counts}), "
-              f"{result['seconds']:.0f} s", flush=True)
-        for name in result["outcomes"].get("survived", []):
-            print(f"    survived: {name}", flush=True)
+        killed, timeout = counts.get(KILLED, 0) + counts.get("caught by type check", 0), counts.get(TIMEOUT, 0)
+        survived, not_reached, not_run = counts.get(SURVIVED, 0), counts.get(NOT_REACHED, 0), counts.get(NOT_RUN, 0)
+        decided = killed + timeout + survived
+        score = f"{100 * (killed + timeout) / decided:.0f}%" if decided else "-"  # no mutant decided: no score
+        print(f"{module}: {score} killed ({killed} killed, {timeout} timed out, {survived} survived, "
+              f"{not_reached} not reached, {not_run} not run; all outcomes {counts}), {result['seconds']:.0f} s",
+              flush=True)
+        # the row of docs/mutation.md's table
+        print(f"| {module} | {killed} | {timeout} | {survived} | {not_reached} | {not_run} | {score} | "
+              f"{result['seconds'] / 60:.0f} min | {time.strftime('%Y-%m-%d')} | {measured_at} |", flush=True)
+        for name in result["outcomes"].get(SURVIVED, []) + result["outcomes"].get(NOT_REACHED, []):
+            print(f"    {'survived' if name in result['outcomes'].get(SURVIVED, []) else 'not reached'}: {name}", flush=True)
 
 
 if __name__ == "__main__":

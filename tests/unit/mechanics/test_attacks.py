@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
-from repro.mechanics.attacks import PGDSettings, pgd
-from repro.mechanics.freeze import bn_buffers
+from repro.mechanics.attacks import PGDSettings, evaluation_pgd, pgd
+from repro.mechanics.freeze import bn_buffers, bn_layers
 from repro.mechanics.model import ResNet20
+from repro.paper.configs import BN_EVAL, BN_MODES, BN_TRAIN
 
 EPS = 8 / 255
 
@@ -64,6 +65,13 @@ def test_same_seed_same_result(small_model):
 def random_start(model, images, labels, seed):
     """The perturbation PGD starts from (step size 0 keeps it), in units of eps."""
     return (pgd(model, images, labels, epsilon=EPS, step_size=0.0, steps=1, seed=seed) - images) / EPS
+
+
+def test_unseeded_attacks_draw_fresh_random_starts(small_model):
+    images = torch.full((2, 3, 32, 32), 0.5)
+    labels = torch.zeros(2, dtype=torch.long)
+    first, second = random_start(small_model, images, labels, None), random_start(small_model, images, labels, None)
+    assert not torch.equal(first, second), "seed=None must draw a new random start on every call"
 
 
 def test_seed_controls_random_start(small_model):
@@ -131,6 +139,34 @@ def test_leaves_model_as_found(mode, bn_mode):
     assert all(torch.equal(b, buffers[n]) for n, b in bn_buffers(model).items()), "BN statistics changed"
 
 
+def bn_modes_seen(model):
+    """`model`, and the list of BN train flags (one tuple per forward pass) the model ran with."""
+    seen = []
+    model.register_forward_pre_hook(lambda m, _i: seen.append(tuple(layer.training for _, layer in bn_layers(m))))
+    return model, seen
+
+
+@pytest.mark.parametrize("bn_mode", BN_MODES)
+def test_attack_runs_bn_in_the_mode_asked(bn_mode):
+    # Handed a model in the other mode: "eval" attacks with running statistics, "train" with batch ones.
+    torch.manual_seed(0)
+    model, seen = bn_modes_seen(ResNet20(width=2).train(bn_mode == BN_EVAL))
+    images, labels = random_batch(4)
+    pgd(model, images, labels, epsilon=EPS, steps=2, seed=0, bn_mode=bn_mode)
+    assert {flag for flags in seen for flag in flags} == {bn_mode == BN_TRAIN}, (
+        f"bn_mode={bn_mode}: BN layers ran with training flags {set(f for flags in seen for f in flags)}")
+
+
+def test_evaluation_pgd_attacks_with_running_statistics():
+    # Evaluation attacks the model as it is tested, even where it is handed over in train mode
+    # (the learning curve measures models in the middle of training).
+    torch.manual_seed(0)
+    model, seen = bn_modes_seen(ResNet20(width=2).train())
+    images, labels = random_batch(4)
+    evaluation_pgd(model, images, labels, epsilon=EPS, steps=2, seed=0)
+    assert {flag for flags in seen for flag in flags} == {False}, "evaluation PGD must run BN in eval mode"
+
+
 def test_accumulates_no_parameter_gradient(small_model):
     images, labels = random_batch(3)
     pgd(small_model, images, labels, epsilon=EPS, steps=2, seed=0)
@@ -190,10 +226,27 @@ def test_bad_threat_model_raises(small_model, kwargs, message):
         pgd(small_model, images, labels, **kwargs)
 
 
-def test_images_outside_unit_range_raise(small_model):
+@pytest.mark.parametrize("outside", ["0-255 scale", "just above 1", "just below 0"])
+def test_images_outside_unit_range_raise(small_model, outside):
     images, labels = random_batch(0)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        pgd(small_model, images * 255, labels)
+    images = {"0-255 scale": images * 255, "just above 1": images.clamp(max=0.99) + 0.02,
+              "just below 0": images.clamp(min=0.01) - 0.02}[outside]
+    with pytest.raises(ValueError, match=r"\[0, 1\].*unnormalised"):  # says what is wrong and what to pass
+        pgd(small_model, images, labels)
+
+
+def test_unchecked_range_is_not_checked(small_model):
+    # Training passes check_range=False: its batches are in [0, 1] by construction, and the check
+    # would cost two host synchronisations per step.
+    images, labels = random_batch(0)
+    adv = pgd(small_model, images * 255, labels, epsilon=EPS, steps=1, seed=0, check_range=False)
+    assert adv.shape == images.shape, "check_range=False must skip the range check"
+
+
+def test_three_dimensional_images_raise(small_model):
+    images, labels = random_batch(0)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        pgd(small_model, images[0], labels)
 
 
 def test_mismatched_batch_sizes_raise(small_model):

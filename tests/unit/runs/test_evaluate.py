@@ -2,6 +2,8 @@
 
 import copy
 import dataclasses
+import logging
+import time
 import types
 
 import pyautoattack
@@ -9,9 +11,11 @@ import pytest
 import torch
 
 from repro.mechanics.attacks import evaluation_pgd
+from repro.mechanics.model import ResNet20
 from repro.paper.budgets import SMOKE
 from repro.runs.data import Dataset, to_float
 from repro.runs.evaluate import autoattack_evaluation, error_percent, evaluate, predict
+from tests.conftest import make_micro_budget
 
 BUDGET = dataclasses.replace(SMOKE, eval_batch_size=64)
 
@@ -64,19 +68,22 @@ SERIES_BUDGET = dataclasses.replace(BUDGET, n_test=32, n_robust=24, eval_pgd_ste
 
 @pytest.fixture(scope="module")
 def evaluated(trained_tiny_model):
-    """evaluate() of a copy of the tiny model (with a stand-in AutoAttack): (model, images, labels, metrics, series)."""
+    """evaluate() of a train-mode copy of the tiny model with trainable parameters (a stand-in
+    AutoAttack): (model, images, labels, metrics, series, timings, wall seconds of the call)."""
     model, images, labels = trained_tiny_model
-    model = copy.deepcopy(model)
+    model = copy.deepcopy(model).train().requires_grad_(True)
     uint8 = (images * 255).round().to(torch.uint8)
     data = Dataset("synthetic", uint8[:8], labels[:8], uint8, labels, "generated")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pyautoattack, "AutoAttack", fake_autoattack(lambda m, x, y: x))
-        metrics, series, _ = evaluate(model, data, SERIES_BUDGET, seed=0)
-    return model, to_float(uint8), labels, metrics, series
+        started = time.perf_counter()
+        metrics, series, timings = evaluate(model, data, SERIES_BUDGET, seed=0)
+        wall = time.perf_counter() - started
+    return model, to_float(uint8), labels, metrics, series, timings, wall
 
 
 def test_series_clean_confidences_are_the_models_on_the_robust_images(evaluated):
-    model, images, labels, _, series = evaluated
+    model, images, labels, _, series, *_ = evaluated
     n = SERIES_BUDGET.n_robust
     with torch.no_grad():
         expected = torch.softmax(model(images[:n]).double(), 1).max(1).values
@@ -86,7 +93,7 @@ def test_series_clean_confidences_are_the_models_on_the_robust_images(evaluated)
 
 
 def test_series_pgd_outputs_are_the_examples_the_pgd_error_counts(evaluated):
-    _, _, labels, metrics, series = evaluated
+    _, _, labels, metrics, series, *_ = evaluated
     n = SERIES_BUDGET.n_robust
     logits = torch.tensor(series["logits_pgd"]).view(n, -1)
     error = 100.0 * (logits.argmax(1) != labels[:n]).double().mean().item()
@@ -97,11 +104,87 @@ def test_series_pgd_outputs_are_the_examples_the_pgd_error_counts(evaluated):
 
 
 def test_series_bn_layers_agree_with_the_recorded_mean(evaluated):
-    _, _, _, metrics, series = evaluated
+    _, _, _, metrics, series, *_ = evaluated
     per_layer = series["mean_m_per_layer"]
     assert len(per_layer) == len(series["mean_abs_gamma_per_layer"]) == 21 and \
         sum(per_layer) / 21 == pytest.approx(metrics["mean_normalized_weight"]), \
         "one mean m and one mean |gamma| per BN layer; their m average is Figure 2's level"
+
+
+def test_series_clean_logits_are_the_models_on_the_robust_images(evaluated):
+    model, images, _, _, series, *_ = evaluated
+    n = SERIES_BUDGET.n_robust
+    with torch.no_grad():
+        expected = model(images[:n])
+    measured = torch.tensor(series["logits_clean"]).view(n, -1)
+    assert torch.allclose(measured, expected, atol=1e-5), \
+        f"clean logits must be the model's on the first {n} test images: {measured[0]} vs {expected[0]}"
+
+
+def test_evaluation_freezes_the_model(evaluated):
+    # Handed over in train mode with trainable parameters: evaluated with running statistics and no
+    # weight gradients (AutoAttack would otherwise compute them, at a cost, for nothing).
+    model, *_ = evaluated
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert not model.training and trainable == [], f"after evaluate: training={model.training}, trainable {trainable}"
+
+
+def test_record_counts_the_images_each_error_is_measured_on(evaluated):
+    model, images, labels, metrics, *_ = evaluated
+    n = SERIES_BUDGET.n_test
+    clean = error_percent(predict(model, images[:n], 64), labels[:n])
+    measured = (metrics["n_clean"], metrics["clean_error"], metrics["n_robust"])
+    assert measured == (n, pytest.approx(clean), SERIES_BUDGET.n_robust), (
+        f"(n_clean, clean error, n_robust) = {measured}: the clean error is on the first n_test={n} of "
+        f"{len(labels)} test images ({clean:.2f}%), the robust errors on the first {SERIES_BUDGET.n_robust}")
+
+
+def test_record_names_the_autoattack_version(evaluated):
+    _, _, _, metrics, *_ = evaluated
+    assert metrics["autoattack_version"] == SERIES_BUDGET.autoattack_version, (
+        f"the record says AutoAttack {metrics['autoattack_version']!r}, the budget ran {SERIES_BUDGET.autoattack_version!r}")
+
+
+def test_timings_cover_each_phase(evaluated):
+    *_, timings, wall = evaluated
+    assert set(timings) == {"clean", "pgd", "autoattack"} and all(t >= 0 for t in timings.values()) \
+        and sum(timings.values()) <= wall, f"seconds per phase {timings} must be parts of the call's {wall:.2f} s"
+
+
+def test_autoattack_progress_is_silenced_and_only_its_own(model_and_images, caplog):
+    # pyautoattack logs every batch at DEBUG/INFO; a run that logs at DEBUG must not drown in them.
+    caplog.set_level(logging.DEBUG)
+    model, images, labels = model_and_images
+    budget = dataclasses.replace(BUDGET, autoattack_iterations=1)
+    autoattack_evaluation(model, images[:8], labels[:8], budget, seed=0)
+    chatter = [r.getMessage() for r in caplog.records if r.name == "auto-attack" and r.levelno < logging.WARNING]
+    assert chatter == [] and logging.getLogger().level == logging.DEBUG, (
+        f"AutoAttack's progress reached the log ({chatter[:2]}), or the root logger's level was changed")
+
+
+def test_evaluation_is_reproducible(monkeypatch):
+    # The same seed gives the same PGD logits and the same AutoAttack examples (a resumed or repeated
+    # evaluation reports the same numbers); AutoAttack's random start must not come from the clock.
+    runs = []
+
+    class Recording(pyautoattack.AutoAttack):
+        def run_standard_evaluation(self, x, y, **kwargs):
+            x_adv, y_adv = super().run_standard_evaluation(x, y, **kwargs)
+            runs.append(x_adv)
+            return x_adv, y_adv
+
+    monkeypatch.setattr(pyautoattack, "AutoAttack", Recording)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 32, 32), generator=g).to(torch.uint8)
+    labels = torch.zeros(8, dtype=torch.long)
+    data = Dataset("noise", images[:1], labels[:1], images, labels, "generated")
+    budget = make_micro_budget(n_test=8, n_robust=8, eval_pgd_steps=2, autoattack_iterations=2)
+    torch.manual_seed(0)
+    model = ResNet20(width=2)
+    with torch.no_grad():
+        model.fc.bias[0] = 5.0  # mostly class 0: AutoAttack has correctly classified images to attack
+    first, second = (evaluate(copy.deepcopy(model), data, budget, seed=3)[:2] for _ in range(2))
+    assert first == second and torch.equal(runs[0], runs[1]), "two evaluations with seed 3 gave different results"
 
 
 def attacked_indices(model, data, budget):
@@ -127,10 +210,6 @@ def attacked_indices(model, data, budget):
 
 
 def test_evaluation_attacks_exactly_the_first_n_robust_images():
-    from repro.mechanics.model import ResNet20
-    from repro.runs.data import Dataset
-    from tests.conftest import make_micro_budget
-
     budget = make_micro_budget(n_test=64, n_robust=24, eval_batch_size=16, eval_pgd_steps=2, autoattack_iterations=2)
     g = torch.Generator().manual_seed(0)
     test_images = (torch.randint(0, 2, (64, 3, 32, 32), generator=g) * 255).to(torch.uint8)
