@@ -15,7 +15,7 @@ from pathlib import Path
 from repro.paper.budgets import Budget
 from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
 from repro.paper.expected import RESULT_KEY
-from repro.paper.variants import parse_variants
+from repro.paper.variants import affected_rows, parse_variants
 from repro.verdicts.error_model import metric_error
 from repro.verdicts.report import collect_results
 from repro.verdicts.table2 import N_KEY
@@ -66,7 +66,7 @@ def comparison_rows(expected: dict, out: Path, budget: Budget, seed: int) -> lis
         runs = results.get(choice.id, {})
         if choice.scope != TRAINING or not set(runs) - {choice.default}:
             continue
-        for row in choice.affected_rows:
+        for row in affected_rows(choice):
             for metric in METRIC_NAMES:
                 target = expected["table2"][row][metric]
                 key = RESULT_KEY.get(metric, metric)
