@@ -37,6 +37,8 @@ METRICS = ("clean_error", "robust_error", "pgd_error", "pgd_cross_entropy", "mea
 # Table 2's "robust test error" is AutoAttack's; results store it under this key.
 RESULT_KEY = {"robust_error": "autoattack_error"}
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+# The error rates a result records, each with the key of the image count it is measured on.
+ERROR_RATES = {"clean_error": "n_clean", "pgd_error": "n_robust", "autoattack_error": "n_robust"}
 # Per-row arrays (result records' "series", written by repro.runs.evaluate.evaluate): per BN layer in
 # forward order, and per image (logits: per image and class) on the first n_robust test images.
 SERIES = ("mean_m_per_layer", "mean_abs_gamma_per_layer", "confidence_clean", "confidence_pgd",
