@@ -106,3 +106,16 @@ def make_micro_budget(**changes):
 @pytest.fixture
 def micro_budget():
     return make_micro_budget()
+
+
+def installed_command(name: str, package: str) -> str:
+    """The path of console script `name` installed beside this Python (the venv's bin) or on PATH."""
+    import shutil
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    path = shutil.which(name, path=os.pathsep.join([sysconfig.get_path("scripts"), str(Path(sys.executable).parent),
+                                                    os.environ["PATH"]]))
+    assert path, f"{name} not found: pip install -e '.[test]' installs it ({package})"
+    return path

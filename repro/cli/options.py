@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from repro.mechanics.acceleration import apply_selfcheck, plan
@@ -44,7 +45,8 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("--variant", action="append", default=[], metavar="CHOICE=READING",
                         help="a non-default reading of an open choice of the paper (repeatable; list: repro variants)")
     common.add_argument("--selfcheck", metavar="JSON",
-                        help="switch on bf16/compile where this selfcheck.json (same device type) passed its rule")
+                        help="switch on the fastest acceleration mode this selfcheck.json (same device type) approved; "
+                             f"'{AUTO_SELFCHECK}': OUT/selfcheck-DEVICE-BUDGET.json, run first if it does not exist")
     return common
 
 
@@ -65,8 +67,8 @@ def settings_from(args) -> RunSettings:
     budget = get_budget(args.budget, parse_overrides(args.set))
     device = resolve_device(args.device)
     applied = None
-    if args.selfcheck:  # bf16/compile only where that selfcheck's rule passed (issue 13)
-        budget, applied = apply_selfcheck(budget, read_selfcheck(args.selfcheck), device)
+    if args.selfcheck:  # only the modes that selfcheck approved (issues 13 and 28)
+        budget, applied = apply_selfcheck(budget, selfcheck_record(args.selfcheck, budget, device, args.out), device)
     plan(budget, device)  # bf16/compile run on any device; compile without a compiler is refused now, not mid-run
     return RunSettings(
         budget=budget, seed=args.seed, out=Path(args.out), device=device,
@@ -75,6 +77,29 @@ def settings_from(args) -> RunSettings:
         variants=parse_variants(args.variant),
         selfcheck=applied,
     )
+
+
+AUTO_SELFCHECK = "auto"  # --selfcheck auto: this device's and budget's selfcheck under OUT, made if missing
+
+
+def selfcheck_record(spec: str, budget, device, out) -> dict:
+    """The selfcheck record `--selfcheck SPEC` names: a selfcheck.json, or for "auto" this device's and
+    budget's OUT/selfcheck-DEVICE-BUDGET.json, made first by running the selfcheck sized at the budget
+    (a CPU's takes about 10 minutes at cifar_cpu) when it does not exist yet."""
+    if spec != AUTO_SELFCHECK:
+        return read_selfcheck(spec)
+    path = Path(out) / f"selfcheck-{device.type}-{budget.name}.json"
+    if path.exists():
+        return read_selfcheck(str(path))
+    from repro.ops import selfcheck
+    from repro.ops.modes import default_sizes, sizes_for
+
+    print(f"repro: no selfcheck of this {device.type} at budget {budget.name} yet; running it first -> {path}",
+          file=sys.stderr, flush=True)
+    record = selfcheck.selfcheck(device, default_sizes(device) if device.type == "cuda" else sizes_for(budget))
+    selfcheck.write(record, path)
+    print(selfcheck.render(record), file=sys.stderr, flush=True)
+    return record
 
 
 def read_selfcheck(path: str) -> dict:

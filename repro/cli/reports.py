@@ -30,6 +30,12 @@ def add_commands(sub, common) -> None:
     p.add_argument("--out", default=None, help="folder for ladder.md and ladder.png (default: the first RUN_FOLDER)")
     p.add_argument("--title", default="The fine-tuning ladder", help="the report's heading")
     p.set_defaults(func=cmd_ladder)
+    p = sub.add_parser("compare", help="two run folders of the same rows: each error metric within the two-run "
+                                       "band or not (e.g. an acceleration mode against fp32, a rerun against a record)")
+    p.add_argument("first", metavar="RUN_FOLDER", help="the reference, OUT/BUDGET[+READINGS]/seedS")
+    p.add_argument("second", metavar="OTHER_RUN_FOLDER", help="the run compared with it")
+    p.add_argument("--out", help="also write the comparison here (Markdown)")
+    p.set_defaults(func=cmd_compare)
 
 
 FIGURE_CHOICES = tuple(c.id for c in CHOICES.values() if c.figures)
@@ -105,7 +111,7 @@ def cmd_ladder(args) -> int:
     """`repro ladder`: rows from several run folders, their ladder points and the claims along them."""
     from repro.figures.curves import curve_series, write_curves
     from repro.runs.checkpoint import atomic_write_bytes
-    from repro.verdicts.ladder import ladder_of, render_ladder
+    from repro.verdicts.ladder import is_laddered, render_ladder
     from repro.verdicts.report import collect_results
 
     records, labels, series = {}, {}, []
@@ -117,8 +123,8 @@ def cmd_ladder(args) -> int:
         found = {c: r for c, r in collect_results(folder).items() if c not in records}
         records.update(found)
         labels.update({c: f"{r['config']['label']} ({name})" for c, r in found.items()})
-        series += curve_series({c: r for c, r in found.items() if ladder_of(r)}, expected, name)
-    if not any(ladder_of(r) for r in records.values()):
+        series += curve_series({c: r for c, r in found.items() if is_laddered(r)}, expected, name)
+    if not any(is_laddered(r) for r in records.values()):
         raise ValueError("none of these runs has a ladder: train them with --set ladder_epochs=1,2,4 (for example)")
     out = Path(args.out) if args.out else Path(args.folders[0])
     text = render_ladder(expected, records, labels, args.title)
@@ -127,3 +133,27 @@ def cmd_ladder(args) -> int:
     for path in [out / "ladder.md"] + write_curves(series, out, "ladder", title=args.title):
         print(path)
     return 0
+
+
+def cmd_compare(args) -> int:
+    """`repro compare`: every error metric of two run folders' common rows, within the two-run band or not."""
+    from repro.runs.checkpoint import atomic_write_bytes
+    from repro.verdicts.agreement import agreement, render_agreement
+    from repro.verdicts.report import collect_results
+
+    folders = [Path(args.first), Path(args.second)]
+    found = [collect_results(folder) for folder in folders]
+    for folder, records in zip(folders, found):
+        if not records:
+            raise ValueError(f"no result.json under {folder}; pass OUT/BUDGET[+READINGS]/seedS folders")
+    entries = agreement(*found, load_expected())
+    if not entries:
+        raise ValueError(f"{folders[0]} and {folders[1]} share no row; compare folders of the same rows")
+    names = [f"{f.parent.name}/{f.name}" for f in folders]
+    if names[0] == names[1]:  # the same budget and seed in two output folders: name them in full
+        names = [str(f) for f in folders]
+    text = render_agreement(entries, *names)
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+    print(text)
+    return 0 if all(e["within"] for e in entries) else 1

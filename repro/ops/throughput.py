@@ -57,6 +57,14 @@ def _workload(name: str, sizes: Sizes, mode: Mode, device: torch.device, backend
 def measure_throughput(sizes: Sizes, modes: tuple[Mode, ...], device: torch.device, backend: str) -> dict:
     """{workload: {mode name: {"images_per_second": r} or {"skipped": reason}}}, plus two concurrent rows
     (in the first mode, fp32)."""
+    out = workload_rates(sizes, modes, device, backend)
+    out["two_rows_concurrently"] = measure_concurrent(sizes, modes[0], device, backend)
+    return out
+
+
+def workload_rates(sizes: Sizes, modes: tuple[Mode, ...], device: torch.device, backend: str) -> dict:
+    """{workload: {mode name: {"images_per_second": r} or {"skipped": reason}}}: a mode refused on this
+    device (modes.refusal) or by acceleration.plan is skipped with the reason."""
     out = {}
     for name in WORKLOADS:
         out[name] = {}
@@ -71,7 +79,6 @@ def measure_throughput(sizes: Sizes, modes: tuple[Mode, ...], device: torch.devi
                 continue
             rate = images_per_second(step, sizes.batch_size, device, sizes.repeats)
             out[name][mode.name] = {"images_per_second": rate}
-    out["two_rows_concurrently"] = measure_concurrent(sizes, modes[0], device, backend)
     return out
 
 

@@ -13,7 +13,7 @@ import torch
 
 from repro.mechanics.attacks import PGDSettings, evaluation_pgd
 from repro.paper.budgets import Budget
-from repro.paper.configs import ADV, BN_STATS_NO_RESET, CLEAN, FORWARD_ADVERSARIAL, FROM_NORMAL, NORMAL, Configuration
+from repro.paper.configs import ADV, BN_STATS_NO_RESET, CLEAN, FORWARD_ADVERSARIAL, NORMAL, Configuration
 from repro.mechanics.freeze import apply_configuration
 from repro.mechanics.model import ResNet20
 from repro.mechanics.train_step import train_step

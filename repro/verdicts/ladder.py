@@ -23,9 +23,15 @@ def ladder_of(record: dict) -> dict[int, dict]:
     return {point["epoch"]: point["metrics"] for point in record.get("ladder", []) if "metrics" in point}
 
 
+def is_laddered(record: dict) -> bool:
+    """Whether a record has points before its end: a result evaluated under ladder_epochs keeps its end
+    as a one-point ladder (NORMAL, adopted by a ladder's folder), which is no ladder."""
+    return len(ladder_of(record)) > 1
+
+
 def ladder_epochs(records: dict[str, dict]) -> list[int]:
-    """Every epoch any row's ladder has a point at, in order."""
-    return sorted({epoch for record in records.values() for epoch in ladder_of(record)})
+    """Every epoch a laddered row has a point at, in order."""
+    return sorted({epoch for record in records.values() if is_laddered(record) for epoch in ladder_of(record)})
 
 
 def results_at(records: dict[str, dict], epoch: int) -> tuple[dict[str, dict], dict[str, int]]:
@@ -34,7 +40,7 @@ def results_at(records: dict[str, dict], epoch: int) -> tuple[dict[str, dict], d
     out, taken = {}, {}
     for config_id, record in records.items():
         ladder = ladder_of(record)
-        if not ladder:
+        if not is_laddered(record):
             out[config_id] = record
             continue
         at = max((e for e in ladder if e <= epoch), default=min(ladder))
@@ -46,7 +52,7 @@ def results_at(records: dict[str, dict], epoch: int) -> tuple[dict[str, dict], d
 def ladder_claims(expected: dict, records: dict[str, dict]) -> list[tuple[dict, dict[int, str]]]:
     """(claim, {epoch: outcome}) for every claim that reads a laddered row; an outcome is "holds",
     "does not hold", "missing (ROWS)" or "not judged (arrays kept for the end only)"."""
-    laddered = {c for c, r in records.items() if ladder_of(r)}
+    laddered = {c for c, r in records.items() if is_laddered(r)}
     epochs = ladder_epochs(records)
     rows = []
     for claim in expected["claims"]:
@@ -84,7 +90,13 @@ def render_ladder(expected: dict, records: dict[str, dict], labels: dict[str, st
     out += ["", "## Claims along the ladder", "",
             "| claim | " + " | ".join(f"epoch {e}" for e in epochs) + " | paper's sentence |",
             "|---|" + "---|" * len(epochs) + "---|"]
+    unjudged = []
     for claim, outcomes in ladder_claims(expected, records):
+        if all(o.startswith("missing") for o in outcomes.values()):
+            unjudged.append(f"{claim['id']} ({outcomes[epochs[-1]]})")
+            continue
         cells = " | ".join(outcomes[e] for e in epochs)
         out.append(f"| {claim['id']} | {cells} | {claim['sentence']} ({claim['source']}) |")
+    if unjudged:
+        out += ["", "Not judged at any point, their rows are in none of these folders: " + "; ".join(unjudged) + "."]
     return "\n".join(out) + "\n"

@@ -2,7 +2,9 @@
 
 Each group benchmarks this package's code and a straightforward reference written here (PIL
 DataLoader, loss.backward() inside the attack so weight gradients are computed too, .item() in
-the loop, parameters left trainable under AutoAttack), on the same model, data and device.
+the loop, parameters left trainable under AutoAttack), on the same model, data and device; and
+this package's code again in the CPU's fastest acceleration mode (issue 28: channels_last, with
+bf16 autocast where the CPU has native bf16 instructions), as a selfcheck would approve it.
 """
 
 import dataclasses
@@ -13,6 +15,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from repro.mechanics.acceleration import Acceleration, wrap
 from repro.mechanics.attacks import PGDSettings, pgd
 from repro.mechanics.freeze import apply_configuration
 from repro.mechanics.model import ResNet20
@@ -21,6 +24,7 @@ from repro.paper.budgets import SMOKE
 from repro.paper.configs import ADV, NORMAL
 from repro.runs.data import augment, synthetic_split, to_float
 from repro.runs.evaluate import autoattack_evaluation, freeze_for_evaluation
+from repro.runs.provenance import cpu_bf16_flags
 
 pytestmark = pytest.mark.bench  # excluded from the default run (pyproject addopts: -m 'not slow and not bench')
 
@@ -28,6 +32,8 @@ WIDTH = 16  # He et al.'s ResNet-20: the CPU reference width
 BATCH = 64
 EPS, STEP = 8 / 255, 2 / 255
 CROP_FLIP_NORMAL = dataclasses.replace(NORMAL, id="normal_crop_flip", augmentation="crop_flip")  # like the reference
+# The CPU's fastest mode (repro/ops/modes.py): bf16 only where the CPU computes it natively.
+ACCELERATION = Acceleration(channels_last=True, bf16=bool(cpu_bf16_flags()), compile=False)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,12 @@ def fresh_model(config=None):
     model = ResNet20(WIDTH)
     trainable = apply_configuration(model, config) if config else list(model.parameters())
     return model, torch.optim.SGD(trainable, lr=0.01, momentum=0.9)
+
+
+def accelerated_model(config=None):
+    """fresh_model run in ACCELERATION (the wrapper shares the model's parameters)."""
+    model, optimizer = fresh_model(config)
+    return wrap(model, ACCELERATION, "cpu"), optimizer
 
 
 # --- references: what a first implementation would write ------------------------------------
@@ -98,6 +110,17 @@ def test_clean_step_ours(benchmark, record, data):
 
 
 @pytest.mark.benchmark(group="clean_step")
+def test_clean_step_accelerated(benchmark, record, data):
+    images, labels = data
+    net, optimizer = accelerated_model(CROP_FLIP_NORMAL)
+    generator = torch.Generator().manual_seed(0)
+    step = lambda: train_step(net, CROP_FLIP_NORMAL, optimizer, augment(images, "crop_flip", generator),
+                              labels, PGDSettings())
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    record("clean_step", "accelerated", BATCH)
+
+
+@pytest.mark.benchmark(group="clean_step")
 def test_clean_step_reference(benchmark, record, data):
     loader = torch.utils.data.DataLoader(PILDataset(*data), batch_size=BATCH, shuffle=True)
     model, optimizer = fresh_model()
@@ -121,6 +144,15 @@ def test_pgd10_ours(benchmark, record, data):
 
 
 @pytest.mark.benchmark(group="pgd10")
+def test_pgd10_accelerated(benchmark, record, data):
+    net, _ = accelerated_model()
+    x, y = to_float(data[0]), data[1]
+    net.eval()
+    benchmark.pedantic(lambda: pgd(net, x, y, epsilon=EPS, step_size=STEP, steps=10, seed=0), rounds=3, warmup_rounds=1)
+    record("pgd10", "accelerated", BATCH)
+
+
+@pytest.mark.benchmark(group="pgd10")
 def test_pgd10_reference(benchmark, record, data):
     model, _ = fresh_model()
     x, y = to_float(data[0]), data[1]
@@ -139,6 +171,16 @@ def test_adversarial_step_ours(benchmark, record, data):
     step = lambda: train_step(model, ADV, optimizer, augment(data[0], "crop_flip", generator), data[1], attack, seed=0)
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
     record("adversarial_step", "ours", BATCH)
+
+
+@pytest.mark.benchmark(group="adversarial_step")
+def test_adversarial_step_accelerated(benchmark, record, data):
+    net, optimizer = accelerated_model(ADV)
+    generator = torch.Generator().manual_seed(0)
+    attack = PGDSettings(EPS, STEP, 10)
+    step = lambda: train_step(net, ADV, optimizer, augment(data[0], "crop_flip", generator), data[1], attack, seed=0)
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    record("adversarial_step", "accelerated", BATCH)
 
 
 @pytest.mark.benchmark(group="adversarial_step")
@@ -174,6 +216,16 @@ def test_autoattack_ours(benchmark, record, data):
     labels = own_predictions(model, data[0])
     benchmark.pedantic(lambda: autoattack_evaluation(model, data[0], labels, AA_BUDGET, seed=0), rounds=2, warmup_rounds=1)
     record("autoattack", "ours", BATCH)
+
+
+@pytest.mark.benchmark(group="autoattack")
+def test_autoattack_accelerated(benchmark, record, data):
+    model, _ = fresh_model()
+    freeze_for_evaluation(model)
+    labels = own_predictions(model, data[0])
+    net = wrap(model, ACCELERATION, "cpu")
+    benchmark.pedantic(lambda: autoattack_evaluation(net, data[0], labels, AA_BUDGET, seed=0), rounds=2, warmup_rounds=1)
+    record("autoattack", "accelerated", BATCH)
 
 
 @pytest.mark.benchmark(group="autoattack")

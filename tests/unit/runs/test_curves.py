@@ -4,7 +4,6 @@ and never a change to the weights."""
 import dataclasses
 
 import pytest
-import torch
 
 from repro.paper.configs import ADV, BN_PARAMS, NORMAL
 from repro.runs.checkpoint import load_checkpoint

@@ -2,7 +2,7 @@
 
 import copy
 
-from repro.verdicts.ladder import ladder_claims, results_at
+from repro.verdicts.ladder import ladder_claims, render_ladder, results_at
 from tests.unit.paper.test_expected import EXPECTED
 from tests.unit.verdicts.test_report import records
 
@@ -34,3 +34,24 @@ def test_a_claim_can_fail_early_and_hold_later_along_the_ladder():
 def test_claims_of_rows_without_a_ladder_are_left_out():
     ids = {c["id"] for c, _ in ladder_claims(EXPECTED, laddered())}
     assert "bn_stats_reset_same_clean_error" not in ids, "a claim on BN STATS alone says nothing about the ladder"
+
+
+def with_one_point_end(records):
+    """NORMAL evaluated in a ladder's folder: its end kept as a one-point ladder (epoch 6)."""
+    records["normal"]["ladder"] = [{"epoch": 6, "metrics": records["normal"]["metrics"]}]
+    return records
+
+
+def test_a_one_point_ladder_adds_no_column():
+    outcomes = dict((c["id"], o) for c, o in ladder_claims(EXPECTED, with_one_point_end(laddered())))
+    epochs = sorted(outcomes["bn_params_more_robust_than_normal"])
+    assert epochs == [1, 2, 4, 8], f"NORMAL's end (epoch 6) is no point of the fine-tuning ladder: {epochs}"
+
+
+def test_claims_whose_rows_are_all_absent_are_named_once_not_tabled():
+    records = laddered()
+    del records["adv_bn_only"]
+    text = render_ladder(EXPECTED, records, {}, "ladder")
+    rows = [line for line in text.splitlines() if line.startswith("| adv_bn_only_no_meaningful_robustness ")]
+    assert not rows, "a claim missing its row at every point has no row in the claims table"
+    assert "adv_bn_only_no_meaningful_robustness (missing (adv_bn_only))" in text, "it is named as not judged"
