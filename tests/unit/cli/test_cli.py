@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -111,9 +112,11 @@ def reproduced(tmp_path_factory):
 
 def summary_cells(out, label):
     """The terminal summary's cells after `label` (label column 30 wide), one line per metric:
-    {"clean": [...], "robust": [...]}, each metric, paper, measured, Δ, tol, z, interval, verdict (words)."""
-    lines = [line for line in out.splitlines() if line[:30].rstrip() == label]
-    cells = {line[30:].split()[0]: line[30:].split() for line in lines}
+    {"clean": [...], "robust": [...]}, each metric, paper, measured, Δ, tol, z, interval, verdict (words); the
+    robust metric's cell "robust: ATTACK (...)" read as "robust"."""
+    lines = [re.sub(r"^(robust): [^)]*\)", r"\1", line[30:].strip()) for line in out.splitlines()
+             if line[:30].rstrip() == label]
+    cells = {line.split()[0]: line.split() for line in lines}
     assert len(lines) == 2 and set(cells) == {"clean", "robust"}, f"expected a clean and a robust line for {label!r}, got {lines}\n{out}"
     return cells
 
