@@ -152,6 +152,26 @@ def test_reproduce_writes_results_with_overrides(reproduced):
     assert record["metrics"]["n_robust"] == 16, "the --set overrides reached the evaluation"
 
 
+def test_history_keeps_the_commit_that_produced_a_reused_result(reproduced, tmp_path, capsys):
+    # Issue 27 item 3: reproduce reuses a finished result.json (its identity holds no code version); the
+    # history must name the commit that computed those numbers, not the one the night ran at.
+    import shutil
+
+    from repro.verdicts.history import read_history
+
+    _, _, _, folder = reproduced
+    out = tmp_path / "copy"
+    shutil.copytree(folder.parent.parent, out)
+    result = micro_run_folder(out) / RUN / "result.json"
+    record = json.loads(result.read_text())
+    record["provenance"]["git_commit"] = earlier = "e" * 40
+    result.write_text(json.dumps(record))
+    code, _, err = run(capsys, "reproduce", "--configs", RUN, "--out", str(out), *MICRO)
+    latest = [e for e in read_history(out / "history.jsonl") if e["row"] == RUN][-1]
+    assert code == 0 and latest["commit"] == earlier and latest["run_commit"] != earlier, (
+        f"a reused result keeps the commit that produced it: {latest['commit']}, night at {latest['run_commit']}; {err}")
+
+
 def test_debug_env_shows_the_traceback(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DEBUG", "1")
     with pytest.raises(ValueError, match="epsilon"):
