@@ -81,7 +81,7 @@ def cmd_variants(args) -> int:
 def cmd_report(args) -> int:
     settings = settings_from(args)
     if args.variants:
-        return _report_variants(settings)
+        return _report_variants(settings, seeds_of(args))
     seeds = seeds_of(args)
     pipeline = Pipeline(settings)
     folder = pipeline.run_folder if len(seeds) == 1 else pipeline.budget_folder
@@ -96,16 +96,19 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _report_variants(settings: RunSettings) -> int:
-    """`repro report --variants`: every reading run, beside the paper's values (repro/verdicts/compare.py)."""
+def _report_variants(settings: RunSettings, seeds: list[int]) -> int:
+    """`repro report --variants`: every reading run, beside the paper's values (repro/verdicts/compare.py);
+    one comparison per seed asked for (OUT/BUDGET/variants-seedS.md)."""
     from repro.runs.checkpoint import atomic_write_bytes
     from repro.verdicts.compare import COMPARISON_NAME, render_comparison
 
-    text = render_comparison(load_expected(), settings.out, settings.budget, settings.seed)
-    path = Path(settings.out) / settings.budget.run_name / COMPARISON_NAME.format(seed=settings.seed)
-    atomic_write_bytes(path, text.encode())
-    print(text)
-    print(f"\ncomparison: {path}")
+    expected = load_expected()
+    for seed in seeds:
+        text = render_comparison(expected, settings.out, settings.budget, seed)
+        path = Path(settings.out) / settings.budget.run_name / COMPARISON_NAME.format(seed=seed)
+        atomic_write_bytes(path, text.encode())
+        print(text)
+        print(f"\ncomparison: {path}\n")
     return 0
 
 

@@ -19,6 +19,7 @@ from repro.runs.progress import TqdmReporter
 from repro.runs.run_state import load_trained_model
 from repro.verdicts.history import append_results, history_path
 from repro.verdicts.report import write_report, write_seed_report
+from repro.verdicts.table2 import robust_attack
 
 
 def add_commands(sub, common) -> None:
@@ -72,7 +73,7 @@ def cmd_evaluate(args) -> int:
             load_trained_model(pipeline.folder(config), config, settings.budget, settings.seed)  # clear error if untrained
             record = pipeline.result(config, reuse=False)
             m = record["metrics"]
-            print(f"{config.id}: clean error {m['clean_error']:.2f}%, AutoAttack error {m['autoattack_error']:.2f}%, "
+            print(f"{config.id}: clean error {m['clean_error']:.2f}%, {robust_attack(record)} error {m['autoattack_error']:.2f}%, "
                   f"PGD error {m['pgd_error']:.2f}% -> {pipeline.folder(config) / 'result.json'}")
 
     over_seeds(args, evaluate_seed)

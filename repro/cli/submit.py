@@ -25,6 +25,7 @@ def cmd_submit(args) -> int:
     from repro.ops.submit import OVER_SEEDS, Resources, RowJob, plan, run_locally, slurm_dependency, submit_to_slurm
     from repro.runs.pipeline import load_data
     from repro.verdicts.history import new_run
+    from repro.verdicts.table2 import robust_attack
 
     budget = get_budget(args.budget, parse_overrides(args.set))
     ids = args.configs or list(CONFIGURATIONS)
@@ -64,7 +65,8 @@ def cmd_submit(args) -> int:
         status, value = outcome
         if status == "done" and key != "report":
             m = value["metrics"]
-            detail = f"clean {m['clean_error']:.2f}%, AutoAttack {m['autoattack_error']:.2f}% (attempt {value['attempt']})"
+            attack = robust_attack({"metrics": m, "budget": {"autoattack_iterations": budget.autoattack_iterations}})
+            detail = f"clean {m['clean_error']:.2f}%, {attack} {m['autoattack_error']:.2f}% (attempt {value['attempt']})"
         else:
             detail = "" if status == "done" else str(value).strip().splitlines()[-1]
         print(f"[{time.perf_counter() - started:6.0f} s] {status:<7} {key:<36} {detail}", flush=True)

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from repro.figures.plots import COLORS, FALLBACK_COLORS  # noqa: E402
 from repro.paper.configs import CONFIGURATIONS  # noqa: E402
+from repro.paper.expected import TABLE2_METRICS  # noqa: E402
 from repro.runs.checkpoint import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 PANELS = (("pgd_error", "robust_error", "PGD error on the curve's slice (%)"),
@@ -35,7 +36,7 @@ def curve_series(records: dict[str, dict], expected: dict, name: str = "") -> li
         if not points:
             continue
         label = CONFIGURATIONS[config_id].label + (f" ({name})" if name else "")
-        paper = {metric: expected["table2"][config_id][metric]["value"] for metric in ("clean_error", "robust_error")}
+        paper = {metric: expected["table2"][config_id][metric]["value"] for metric in TABLE2_METRICS}
         out.append({"row": config_id, "label": label, "points": points, "paper": paper,
                     "images": record["curve"].get("images"), "attack": record["curve"].get("attack")})
     return out

@@ -107,7 +107,7 @@ class RowJob:
         print(f"{row_key(self.config_id, self.seed, self.readings)}: attempt {self.attempt}", flush=True)
         pipeline = Pipeline(self.run_settings(), TqdmReporter(not self.quiet))
         record = pipeline.result(config)
-        append_results(history_path(self.out), [record], run=self.run, readings=self.readings)
+        append_results(history_path(self.out), [record], run=self.run)  # readings: the record's own
         return {"row": self.config_id, "seed": self.seed, "readings": list(self.readings), "attempt": self.attempt,
                 "trained": pipeline.trained_here, "metrics": record["metrics"],
                 "result": str(pipeline.folder(config) / "result.json")}

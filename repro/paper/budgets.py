@@ -139,13 +139,8 @@ class Budget:
     @property
     def overrides(self) -> dict:
         """The fields that differ from the registered budget of this name, acceleration modes left out
-        (all fields but the name for an unregistered budget)."""
-        registered = BUDGETS.get(self.name)
-        mine = dataclasses.asdict(self)
-        if registered is None:
-            return {k: v for k, v in mine.items() if k != "name"}
-        theirs = dataclasses.asdict(registered)
-        return {k: v for k, v in mine.items() if v != theirs[k] and k not in ACCELERATION_FIELDS + REPORTING_FIELDS}
+        (all fields but the name for an unregistered budget): overrides_of this budget."""
+        return overrides_of(dataclasses.asdict(self))
 
     @property
     def modes(self) -> dict:
@@ -221,6 +216,20 @@ def modes_of(budget: dict) -> list[str]:
     defaults = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in ACCELERATION_FIELDS}
     base = {k: registered.get(k, defaults[k]) for k in ACCELERATION_FIELDS}
     return [k for k in ACCELERATION_FIELDS if budget.get(k, defaults[k]) != base[k]]
+
+
+def overrides_of(budget: dict) -> dict:
+    """The fields of a budget (a result's recorded "budget", or Budget.overrides') that differ from the
+    registered budget of its name, acceleration modes and reporting fields left out, as JSON values; a late
+    field a record predates counts as its default. All fields but the name for an unregistered budget."""
+    registered = BUDGETS.get(budget.get("name"))
+    late = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in LATE_FIELDS}
+    mine = json.loads(json.dumps({**late, **budget}))  # tuples as the lists a JSON record holds
+    if registered is None:
+        return {k: v for k, v in mine.items() if k != "name"}
+    theirs = json.loads(json.dumps(dataclasses.asdict(registered)))
+    return {k: v for k, v in mine.items()
+            if k not in ACCELERATION_FIELDS + REPORTING_FIELDS and k in theirs and v != theirs[k]}
 
 
 def protocol_of(budget: dict) -> dict:

@@ -23,7 +23,6 @@ from repro.paper.configs import (
     CROP_FLIP_FIRST,
     CUMULATIVE_AVERAGE,
     FROM_NORMAL,
-    NORMAL,
     STATS_FROZEN_BATCH,
 )
 
@@ -66,7 +65,8 @@ class Choice:
         question: what is open, in one line.
         sentences: (quoted sentence, where in the paper) pairs the choice interprets.
         readings: the readings; the first is the default (the registry's behaviour).
-        rows: configuration ids whose training the choice changes directly.
+        rows: configuration ids whose training the choice may change directly (its readings change no
+            others); the rows it does move are derived from the readings (variants.affected_rows).
         scope: TRAINING or FIGURES.
         figures: the figures it changes (FIGURES scope).
     """
@@ -93,15 +93,6 @@ class Choice:
             f"open choice {self.id} has no reading {reading_id!r}; valid readings: "
             f"{', '.join(r.id for r in self.readings)} (see `repro variants`)"
         )
-
-    @property
-    def affected_rows(self) -> tuple[str, ...]:
-        """The rows whose numbers the choice can move: its rows and, where it changes NORMAL, every
-        row fine-tuned from NORMAL (they use a NORMAL trained under the same readings); Table 2 order."""
-        rows = set(self.rows)
-        if NORMAL.id in rows:
-            rows |= {c.id for c in CONFIGURATIONS.values() if c.init == FROM_NORMAL}
-        return tuple(c for c in CONFIGURATIONS if c in rows)
 
 
 class UnknownVariantError(ValueError):

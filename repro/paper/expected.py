@@ -33,10 +33,13 @@ from repro.paper.configs import CONFIGURATIONS
 
 EXPECTED_PATH = Path(__file__).resolve().parents[2] / "expected_results.json"  # the repository root
 SCHEMA_VERSION = 1
-METRICS = ("clean_error", "robust_error", "pgd_error", "pgd_cross_entropy", "mean_normalized_weight")
+TABLE2_METRICS = ("clean_error", "robust_error")  # Table 2's columns: test error, robust test error
+METRICS = TABLE2_METRICS + ("pgd_error", "pgd_cross_entropy", "mean_normalized_weight")
 # Table 2's "robust test error" is AutoAttack's; results store it under this key.
 RESULT_KEY = {"robust_error": "autoattack_error"}
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+# The error rates a result records, each with the key of the image count it is measured on.
+ERROR_RATES = {"clean_error": "n_clean", "pgd_error": "n_robust", "autoattack_error": "n_robust"}
 # Per-row arrays (result records' "series", written by repro.runs.evaluate.evaluate): per BN layer in
 # forward order, and per image (logits: per image and class) on the first n_robust test images.
 SERIES = ("mean_m_per_layer", "mean_abs_gamma_per_layer", "confidence_clean", "confidence_pgd",
@@ -196,7 +199,7 @@ def _validate_table2(path, table, priors) -> None:
         if row.get("seed_sd_kind") not in priors:
             _fail(path, f"table2.{config_id}.seed_sd_kind", f"must name one of error_model.seed_sd_priors {sorted(priors)}, "
                   f"got {row.get('seed_sd_kind')!r}")
-        for metric in ("clean_error", "robust_error"):
+        for metric in TABLE2_METRICS:
             entry = row.get(metric)
             where = f"table2.{config_id}.{metric}"
             if not isinstance(entry, dict):
@@ -224,7 +227,7 @@ def _validate_error_model(path, doc) -> dict:
     sets = model.get("paper_evaluation_sets")
     if not isinstance(sets, dict):
         _fail(path, "error_model.paper_evaluation_sets", "must be an object with clean_error and robust_error")
-    for metric in ("clean_error", "robust_error"):
+    for metric in TABLE2_METRICS:
         entry = sets.get(metric)
         where = f"error_model.paper_evaluation_sets.{metric}"
         if not isinstance(entry, dict) or isinstance(entry.get("n"), bool) or not isinstance(entry.get("n"), int) or entry["n"] < 1:
@@ -240,7 +243,7 @@ def _validate_error_model(path, doc) -> dict:
     for kind, prior in priors.items():
         if not isinstance(prior, dict):
             _fail(path, f"error_model.seed_sd_priors.{kind}", "must be an object with clean_error and robust_error")
-        for metric in ("clean_error", "robust_error"):
+        for metric in TABLE2_METRICS:
             _reasoned_number(path, f"error_model.seed_sd_priors.{kind}.{metric}", prior.get(metric), 0)
     return priors
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
-from repro.paper.configs import CONFIGURATIONS, Configuration
+from repro.paper.choices import CHOICES, TRAINING, Choice, UnknownVariantError
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL, Configuration
 
 
 def parse_variants(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -56,6 +56,18 @@ def apply_variants(config: Configuration, variants: dict[str, str]) -> Configura
     return result
 
 
+def affected_rows(choice: Choice) -> tuple[str, ...]:
+    """The rows whose numbers `choice` can move, in Table 2 order: each row some reading of it changes
+    (applied alone with apply_variants, so a reading's `when` condition counts), and, where a reading
+    changes NORMAL, every row fine-tuned from NORMAL (they start from a NORMAL trained under the same
+    readings). A row no reading changes is not listed, even if the choice names it."""
+    changed = {c.id for c in CONFIGURATIONS.values() for reading in choice.readings
+               if apply_variants(c, {choice.id: reading.id}) != c}
+    if NORMAL.id in changed:
+        changed |= {c.id for c in CONFIGURATIONS.values() if c.init == FROM_NORMAL}
+    return tuple(c for c in CONFIGURATIONS if c in changed)
+
+
 def config_changes(config: Configuration) -> dict[str, object] | None:
     """The fields in which `config` differs from its registry row, or None where it is that row."""
     registered = CONFIGURATIONS[config.id]
@@ -90,7 +102,7 @@ def register_text() -> str:
             mark = " (default)" if reading.id == choice.default else ""
             out.append(f"  {choice.id}={reading.id}{mark}: {reading.meaning}")
             out.append(f"      evidence: {reading.evidence}")
-        target = ", ".join(choice.affected_rows) if choice.scope == TRAINING else ", ".join(choice.figures)
+        target = ", ".join(affected_rows(choice)) if choice.scope == TRAINING else ", ".join(choice.figures)
         out.append(f"  affects: {target}")
         out.append("")
     out.append("select with --variant CHOICE=READING (repeatable); compare with `repro report --variants`")

@@ -10,7 +10,8 @@ two seeds of one experiment would show; outside it is a move to explain.
 from __future__ import annotations
 
 from repro.paper.configs import CONFIGURATIONS
-from repro.verdicts.history import ERROR_METRICS, allowed_move
+from repro.paper.expected import ERROR_RATES
+from repro.verdicts.history import allowed_move
 
 
 def agreement(first: dict[str, dict], second: dict[str, dict], expected: dict) -> list[dict]:
@@ -20,7 +21,7 @@ def agreement(first: dict[str, dict], second: dict[str, dict], expected: dict) -
     for config_id in CONFIGURATIONS:
         if config_id not in first or config_id not in second:
             continue
-        for metric, n_key in ERROR_METRICS.items():
+        for metric, n_key in ERROR_RATES.items():
             a, b = first[config_id]["metrics"], second[config_id]["metrics"]
             if metric not in a or metric not in b:
                 continue

@@ -14,14 +14,13 @@ from pathlib import Path
 
 from repro.paper.budgets import Budget
 from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
-from repro.paper.expected import RESULT_KEY
-from repro.paper.variants import parse_variants
+from repro.paper.expected import RESULT_KEY, TABLE2_METRICS
+from repro.paper.variants import affected_rows, parse_variants
 from repro.verdicts.error_model import metric_error
 from repro.verdicts.report import collect_results
-from repro.verdicts.table2 import N_KEY
+from repro.verdicts.table2 import attack_of, images_of, metric_label
 
 COMPARISON_NAME = "variants-seed{seed}.md"
-METRIC_NAMES = {"clean_error": "clean", "robust_error": "robust (AutoAttack)"}
 
 
 def reading_folders(out: Path, budget: Budget, seed: int) -> list[tuple[dict[str, str], Path]]:
@@ -66,8 +65,8 @@ def comparison_rows(expected: dict, out: Path, budget: Budget, seed: int) -> lis
         runs = results.get(choice.id, {})
         if choice.scope != TRAINING or not set(runs) - {choice.default}:
             continue
-        for row in choice.affected_rows:
-            for metric in METRIC_NAMES:
+        for row in affected_rows(choice):
+            for metric in TABLE2_METRICS:
                 target = expected["table2"][row][metric]
                 key = RESULT_KEY.get(metric, metric)
                 records = {reading.id: runs[reading.id][row] for reading in choice.readings
@@ -79,11 +78,12 @@ def comparison_rows(expected: dict, out: Path, budget: Budget, seed: int) -> lis
                 # The error model's tolerance (repro/verdicts/error_model.py) for one seed at the closest
                 # reading's evaluation size: each reading is one run, so the row's prior seed SD applies.
                 tolerance = metric_error(expected["error_model"], expected["table2"][row], metric,
-                                         records[closest]["metrics"][N_KEY[metric]], [measured[closest]]).tolerance
+                                         images_of(records[closest], metric), [measured[closest]]).tolerance
                 entries.append({
                     "choice": choice.id, "row": row, "label": expected["table2"][row]["label"], "metric": metric,
                     "paper": target["value"], "tolerance": tolerance, "measured": measured,
                     "closest": closest, "within": abs(measured[closest] - target["value"]) <= tolerance,
+                    "attack": attack_of(records.values()),
                 })
     return entries
 
@@ -109,7 +109,7 @@ def render_comparison(expected: dict, out: Path, budget: Budget, seed: int) -> s
         for e in mine:
             cells = [f"{e['measured'][r.id]:.2f}" if r.id in e["measured"] else "—" for r in choice.readings]
             verdict = "within" if e["within"] else "outside"
-            lines.append(f"| {e['label']} | {METRIC_NAMES[e['metric']]} | {e['paper']:.2f} | ±{e['tolerance']:.2f} | "
+            lines.append(f"| {e['label']} | {metric_label(e['metric'], e['attack'])} | {e['paper']:.2f} | ±{e['tolerance']:.2f} | "
                          + " | ".join(cells) + f" | {e['closest']} ({verdict} tolerance) |")
         lines.append("")
     return "\n".join(lines)

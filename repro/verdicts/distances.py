@@ -9,12 +9,11 @@ model's per-layer number relates to another's in a stated way.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 
 import numpy as np
 
-RELATIONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+from repro.paper.expected import OPERATORS
 
 
 def _finite(values: Sequence[float], name: str) -> np.ndarray:
@@ -51,9 +50,9 @@ def fraction_where(a: Sequence[float], op: str, b: Sequence[float]) -> tuple[int
     `a` and `b` are per-position numbers of the same length, e.g. one value per BN layer of two
     models with the same architecture; ValueError otherwise.
     """
-    if op not in RELATIONS:
-        raise ValueError(f"op must be one of {list(RELATIONS)}, got {op!r}")
+    if op not in OPERATORS:
+        raise ValueError(f"op must be one of {list(OPERATORS)}, got {op!r}")
     a, b = _finite(a, "first series"), _finite(b, "second series")
     if a.size != b.size:
         raise ValueError(f"need the same number of positions (e.g. BN layers): got {a.size} and {b.size}")
-    return int(np.count_nonzero(RELATIONS[op](a, b))), int(a.size)
+    return int(np.count_nonzero(OPERATORS[op](a, b))), int(a.size)

@@ -23,10 +23,9 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from repro.paper.expected import OPERATORS
+from repro.paper.expected import OPERATORS, TABLE2_METRICS
 
 CONSISTENT, INCONSISTENT, NOT_JUDGED, MISSING = "consistent", "inconsistent", "not judged", "missing"
-TABLE2_METRICS = ("clean_error", "robust_error")
 
 
 def binomial_se(percent: float, n: int) -> float:
@@ -151,9 +150,41 @@ def family_wise_false_alarm(z: float, n_metrics: int) -> float:
     return min(1.0, n_metrics * 2 * (1 - statistics.NormalDist().cdf(z)))
 
 
-def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """Whether two closed intervals share a point."""
-    return a[0] <= b[1] and b[0] <= a[1]
+@dataclass(frozen=True)
+class Separation:
+    """The difference of two rows' values on one metric and its standard deviation (points)."""
+
+    difference: float  # left - right
+    sigma: float
+
+    @property
+    def z_score(self) -> float:
+        """difference / sigma (0 where both are 0: equal values without noise are not separated)."""
+        if self.sigma == 0:
+            return 0.0 if self.difference == 0 else math.copysign(math.inf, self.difference)
+        return self.difference / self.sigma
+
+    def separated(self, z: float) -> bool:
+        """Whether the difference exceeds z standard deviations."""
+        return abs(self.z_score) > z
+
+
+def paper_separation(model: dict, table2: dict, metric: str, left: str, right: str) -> Separation:
+    """How well the paper's own data separates two rows: the difference of its values, with the
+    binomial SEs of its own evaluation sets only (model's paper_evaluation_sets), nothing of ours."""
+    n = model["paper_evaluation_sets"][metric]["n"]
+    a, b = table2[left][metric]["value"], table2[right][metric]["value"]
+    return Separation(a - b, math.hypot(binomial_se(a, n), binomial_se(b, n)))
+
+
+def measured_separation(left: Judgement, right: Judgement) -> Separation:
+    """How well our measurement separates two rows: the difference of our (seed-mean) values, each with
+    the binomial SE at its measured rate on the images we evaluated (one test sample for every seed, so
+    it does not shrink with k) and the seed spread of a k-seed mean, SD^2 / k (measured, else the prior)."""
+    def variance(j: Judgement) -> float:
+        rate = min(100.0, max(0.0, j.measured))  # a float32 100 % may come back as 100.0000001
+        return binomial_se(rate, j.error.ours_n) ** 2 + j.error.spread.sd ** 2 / j.error.spread.n_seeds
+    return Separation(left.measured - right.measured, math.sqrt(variance(left) + variance(right)))
 
 
 def separated_pairs(claims: list[dict], table2: dict) -> list[tuple[str, str, str, str]]:

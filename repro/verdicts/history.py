@@ -2,8 +2,14 @@
 
 A night is one reproduction run (`repro reproduce`, the reproduction tier, or one `repro submit`),
 identified by a run id shared by all of its rows. Each result record becomes one entry per metric:
-date, run, commit, budget (name, run folder name, overrides), readings, seed, row, metric, value,
-n (the number of examples an error rate is measured on), device and wall time.
+date, run, the commit that produced the number (the record's, which a reused result keeps) and the
+one the night ran at, budget (name, overrides), readings, acceleration modes and whether a selfcheck
+approved them, seed, row, metric, value, n (the number of examples an error rate is measured on),
+device, wall time, and what decides the weights (verdicts.determinism.run_inputs).
+
+A series is everything that makes two nights' numbers comparable: budget, overrides, readings, the
+acceleration modes no selfcheck approved (an approved mode is the protocol run faster: the default's
+series), seed, row and metric.
 
 The store is JSON lines (`OUT/history.jsonl`), not SQLite: the nightly runs on clusters whose
 shared filesystems are NFS, where SQLite's own documentation warns that its locking is unreliable;
@@ -17,25 +23,25 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from filelock import FileLock
 
-from repro.paper.budgets import BUDGETS
+from repro.paper.budgets import modes_of, overrides_of
 from repro.paper.configs import CONFIGURATIONS
-from repro.paper.expected import load_expected
-from repro.runs.provenance import PACKAGE_DIR, git_commit
+from repro.paper.expected import ERROR_RATES, load_expected
+from repro.runs.provenance import git_commit
+from repro.verdicts.determinism import DEFECT, SAME, compare_runs, run_inputs
 from repro.verdicts.error_model import binomial_se
 
 HISTORY_NAME = "history.jsonl"
 RUN_ID_ENV = "REPRO_RUN_ID"  # one night across processes (pytest-xdist workers share PYTEST_XDIST_TESTRUNUID)
-ERROR_METRICS = {"clean_error": "n_clean", "pgd_error": "n_robust", "autoattack_error": "n_robust"}  # metric -> its n
 
 
 class HistoryError(ValueError):
@@ -59,33 +65,32 @@ def process_run() -> dict:
     return new_run(os.environ.get(RUN_ID_ENV) or os.environ.get("PYTEST_XDIST_TESTRUNUID"))
 
 
-def overrides_of(budget: dict) -> dict:
-    """The budget fields a record's budget changed from the registered budget of its name."""
-    registered = BUDGETS.get(budget["name"])
-    if registered is None:
-        return {}
-    return {k: v for k, v in budget.items() if asdict(registered).get(k) != v}
+def entries_of(record: dict, run: dict) -> list[dict]:
+    """One history entry per numeric metric of a result record (pipeline.Pipeline.result), of the night `run`.
 
-
-def entries_of(record: dict, run: dict, readings: tuple[str, ...] = ()) -> list[dict]:
-    """One history entry per numeric metric of a result record (pipeline.Pipeline.result)."""
-    metrics, budget = record["metrics"], record["budget"]
+    The commit is the record's (the code that computed the numbers: a reused result keeps it), the
+    night's own is run_commit; the readings are the record's (its "variants").
+    """
+    metrics, budget, provenance = record["metrics"], record["budget"], record["provenance"]
     wall = record.get("wall_seconds", {})
     common = {
-        **run, "budget": budget["name"], "overrides": overrides_of(budget), "readings": list(readings),
-        "seed": record["seed"], "row": record["config"]["id"], "device": record["provenance"]["device"],
-        "wall_seconds": wall.get("train", 0.0) + wall.get("eval_total", 0.0),
+        **run, "commit": provenance.get("git_commit", run["commit"]), "run_commit": run["commit"],
+        "budget": budget["name"], "overrides": overrides_of(budget),
+        "readings": [f"{c}={r}" for c, r in (record.get("variants") or {}).items()],
+        "modes": modes_of(budget), "selfcheck": bool(provenance.get("selfcheck")),
+        "seed": record["seed"], "row": record["config"]["id"], "device": provenance["device"],
+        "wall_seconds": wall.get("train", 0.0) + wall.get("eval_total", 0.0), "inputs": run_inputs(record),
     }
     return [{**common, "metric": name, "value": float(value),
-             "n": metrics.get(ERROR_METRICS[name]) if name in ERROR_METRICS else None}
+             "n": metrics.get(ERROR_RATES[name]) if name in ERROR_RATES else None}
             for name, value in metrics.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not name.startswith("n_")]
 
 
-def append_results(path: Path, records, run: dict | None = None, readings: tuple[str, ...] = ()) -> None:
+def append_results(path: Path, records, run: dict | None = None) -> None:
     """Append the entries of result `records` to the store at `path` as one locked batch."""
     run = run or process_run()
-    entries = [entry for record in records for entry in entries_of(record, run, readings)]
+    entries = [entry for record in records for entry in entries_of(record, run)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The buffered writes of a long batch reach the file in several pieces; the lock keeps
@@ -129,7 +134,7 @@ def allowed_move(metric: str, row: str, before: dict, after: dict, model: dict |
     normalised weight), and entries without an n, have no band and are never flagged (None).
     """
     n_before, n_after = before.get("n"), after.get("n")
-    if metric not in ERROR_METRICS or not n_before or not n_after:
+    if metric not in ERROR_RATES or not n_before or not n_after:
         return None
     model = model or load_expected()
     em = model["error_model"]
@@ -140,11 +145,30 @@ def allowed_move(metric: str, row: str, before: dict, after: dict, model: dict |
     return em["z"]["value"] * math.sqrt(binomial_se(p, n_before) ** 2 + binomial_se(p, n_after) ** 2 + 2 * sd ** 2)
 
 
+class Series(NamedTuple):
+    """What makes two nights' numbers comparable (series_key)."""
+
+    budget: str
+    overrides: tuple  # ((field, value as JSON), ...): the budget as run (Budget.overrides)
+    readings: tuple  # ("choice=reading", ...)
+    modes: tuple  # acceleration modes no selfcheck approved; an approved one is the default's series
+    seed: int
+    row: str
+    metric: str
+
+    @property
+    def label(self) -> str:
+        """The series' budget as run, in one cell: "smoke", "smoke --set epochs_finetune=3 [attack_bn=eval]"."""
+        out = self.budget + "".join(f" --set {k}={v}" for k, v in self.overrides)
+        out += f" [{' '.join(self.readings)}]" if self.readings else ""
+        return out + (f" +{'+'.join(self.modes)} (no selfcheck)" if self.modes else "")
+
+
 @dataclass(frozen=True)
 class Move:
     """A move between consecutive nights of one series larger than allowed_move permits."""
 
-    series: tuple  # (budget, readings, seed, row, metric)
+    series: Series
     before: dict  # the entries of the two nights
     after: dict
     allowed: float
@@ -154,36 +178,40 @@ class Move:
         return self.after["value"] - self.before["value"]
 
 
-def short(commit: str) -> str:
-    """A commit as people read it: 12 hex digits, keeping the +dirty mark."""
-    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
-
-
-def series_key(entry: dict) -> tuple:
-    return (entry["budget"], tuple(entry.get("readings", ())), entry["seed"], entry["row"], entry["metric"])
+def series_key(entry: dict) -> Series:
+    overrides = tuple(sorted((k, json.dumps(v)) for k, v in entry.get("overrides", {}).items()))
+    modes = () if entry.get("selfcheck") else tuple(entry.get("modes", ()))
+    return Series(entry["budget"], overrides, tuple(entry.get("readings", ())), modes, entry["seed"], entry["row"],
+                  entry["metric"])
 
 
 def nights(entries: list[dict]) -> list[dict]:
-    """The nights in date order: run, date, commit, budgets, seeds, overrides."""
+    """The nights in date order: run, date, the commit it ran at, the commits that produced its numbers,
+    budgets, seeds, overrides, acceleration modes."""
     found: dict[str, dict] = {}
     for e in entries:
-        night = found.setdefault(e["run"], {"run": e["run"], "date": e["date"], "commit": e["commit"],
-                                            "budgets": set(), "seeds": set(), "overrides": {}})
+        night = found.setdefault(e["run"], {"run": e["run"], "date": e["date"], "commit": e.get("run_commit", e["commit"]),
+                                            "produced": set(), "budgets": set(), "seeds": set(), "overrides": {},
+                                            "modes": set()})
+        night["produced"].add(e["commit"])
         night["budgets"].add(e["budget"])
         night["seeds"].add(e["seed"])
         night["overrides"].update(e.get("overrides", {}))
+        approval = "approved by a selfcheck" if e.get("selfcheck") else "no selfcheck"
+        night["modes"].update(f"{mode} ({approval})" for mode in e.get("modes", ()))
     return sorted(found.values(), key=lambda n: (n["date"], n["run"]))
 
 
-def series(entries: list[dict]) -> dict[tuple, list[dict]]:
-    """Per series key, its latest entry of each night, in night order."""
+def series(entries: list[dict]) -> dict[Series, list[dict]]:
+    """Per series, its latest entry of each night, in night order."""
     order = {night["run"]: i for i, night in enumerate(nights(entries))}
-    latest: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    latest: dict[Series, dict[str, dict]] = defaultdict(dict)
     for e in entries:
         latest[series_key(e)][e["run"]] = e  # a row evaluated twice in one night: the later counts
     rows = {config_id: i for i, config_id in enumerate(CONFIGURATIONS)}  # Table 2 order, then the metric, then the seed
-    metrics = {name: i for i, name in enumerate(ERROR_METRICS)}
-    keys = sorted(latest, key=lambda k: (k[0], k[1], rows.get(k[3], len(rows)), k[3], metrics.get(k[4], len(metrics)), k[4], k[2]))
+    metrics = {name: i for i, name in enumerate(ERROR_RATES)}
+    keys = sorted(latest, key=lambda k: (k.budget, k.overrides, k.readings, k.modes, rows.get(k.row, len(rows)), k.row,
+                                         metrics.get(k.metric, len(metrics)), k.metric, k.seed))
     return {key: sorted(latest[key].values(), key=lambda e: order[e["run"]]) for key in keys}
 
 
@@ -192,62 +220,44 @@ def moves(entries: list[dict]) -> list[Move]:
     found, model = [], load_expected()
     for key, points in series(entries).items():
         for before, after in zip(points, points[1:]):
-            allowed = allowed_move(key[-1], key[3], before, after, model)
+            allowed = allowed_move(key.metric, key.row, before, after, model)
             if allowed is not None and abs(after["value"] - before["value"]) > allowed:
                 found.append(Move(key, before, after, allowed))
     return found
 
 
-def commits_between(before: str, after: str, limit: int = 10, repo: Path | None = None) -> list[str]:
-    """`git log --oneline before..after` in `repo` (default: this package's repository), at most `limit`."""
-    a, b = before.removesuffix("+dirty"), after.removesuffix("+dirty")
-    if a == b or "unknown" in (a, b):
-        return []
-    try:
-        out = subprocess.run(["git", "log", "--oneline", f"-{limit}", f"{a}..{b}"], cwd=repo or PACKAGE_DIR,
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return [f"(commits {a[:10]}..{b[:10]} not in this repository)"]
-    return out.splitlines()
+@dataclass(frozen=True)
+class WeightComparison:
+    """Two consecutive nights of one series whose weights differ, or cannot be compared (determinism)."""
+
+    series: Series  # the metric left empty: every metric of a record shares its weights
+    before: dict
+    after: dict
+    kind: str  # determinism.DEFECT, EXPLAINED or UNKNOWN
+    why: str
 
 
-def _night_line(index: int, night: dict) -> str:
-    overrides = ", ".join(f"{k}={v}" for k, v in sorted(night["overrides"].items()))
-    return (f"  #{index} {night['date']}  commit {short(night['commit']):<18} budget {', '.join(sorted(night['budgets']))}"
-            f"  seeds {' '.join(map(str, sorted(night['seeds'])))}" + (f"  overrides: {overrides}" if overrides else ""))
+def weight_comparisons(entries: list[dict]) -> list[WeightComparison]:
+    """Consecutive nights of each series (row and seed under one budget and readings) whose weights
+    differ or cannot be compared (issue 24): non-determinism where nothing recorded explains it."""
+    runs: dict[Series, list[dict]] = {}
+    for key, points in series(entries).items():
+        runs.setdefault(key._replace(metric=""), points)  # one metric's entries stand for the record
+    found = []
+    for key, points in runs.items():
+        for before, after in zip(points, points[1:]):
+            kind, why = compare_runs(before.get("inputs", {}), after.get("inputs", {}))
+            if kind != SAME:
+                found.append(WeightComparison(key, before, after, kind, why))
+    return found
 
 
-def recent(entries: list[dict], last: int = 5, metrics: tuple[str, ...] = tuple(ERROR_METRICS)) -> list[dict]:
+def nondeterministic(entries: list[dict]) -> list[WeightComparison]:
+    """The comparisons flagged as non-determinism (a defect)."""
+    return [c for c in weight_comparisons(entries) if c.kind == DEFECT]
+
+
+def recent(entries: list[dict], last: int = 5, metrics: tuple[str, ...] = tuple(ERROR_RATES)) -> list[dict]:
     """The entries of the last `last` nights, of the metrics asked for."""
     runs = {night["run"] for night in nights(entries)[-last:]}
     return [e for e in entries if e["run"] in runs and e["metric"] in metrics]
-
-
-def render_history(entries: list[dict], last: int = 5, metrics: tuple[str, ...] = tuple(ERROR_METRICS)) -> str:
-    """The last `last` nights per row and metric, then every flagged move with the commits between."""
-    shown = nights(entries)[-last:]
-    index = {night["run"]: i for i, night in enumerate(shown, 1)}
-    lines = [f"{len(shown)} of {len(nights(entries))} nights (newest last):"]
-    lines += [_night_line(i, night) for i, night in enumerate(shown, 1)]
-    header = f"{'budget':<18} {'row':<26} {'metric':<18} {'seed':>4} " + " ".join(f"{'#' + str(i):>8}" for i in index.values())
-    lines += ["", header, "-" * len(header)]
-    kept = recent(entries, last, metrics)
-    flagged = moves(kept)
-    flagged_keys = {m.series for m in flagged}
-    for key, points in series(kept).items():
-        budget, readings, seed, row, metric = key
-        values = {index[p["run"]]: f"{p['value']:8.2f}" for p in points}
-        cells = " ".join(values.get(i, f"{'-':>8}") for i in index.values())
-        label = budget + (f" [{' '.join(readings)}]" if readings else "")
-        lines.append(f"{label:<18} {row:<26} {metric:<18} {seed:>4} {cells}" + ("  MOVED" if key in flagged_keys else ""))
-    lines.append("")
-    if not flagged:
-        lines.append("no move larger than allowed between consecutive nights")
-    for m in flagged:
-        budget, _, seed, row, metric = m.series
-        lines.append(f"MOVED {row} {metric} (seed {seed}, {budget}): {m.before['value']:.2f} -> {m.after['value']:.2f} "
-                     f"({m.delta:+.2f} points, allowed ±{m.allowed:.2f}) between night #{index[m.before['run']]} "
-                     f"(commit {short(m.before['commit'])}) and #{index[m.after['run']]} (commit {short(m.after['commit'])})")
-        between = commits_between(m.before["commit"], m.after["commit"])
-        lines += [f"    {c}" for c in between] or ["    no commits in between (same code: look at the budget overrides, data or device)"]
-    return "\n".join(lines)

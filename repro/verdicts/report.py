@@ -15,17 +15,21 @@ from pathlib import Path
 
 from repro.paper.budgets import Budget, modes_of, protocol_of
 from repro.paper.configs import CONFIGURATIONS
+from repro.paper.expected import TABLE2_METRICS
 from repro.paper.variants import describe
 from repro.runs.checkpoint import atomic_write_bytes
 from repro.runs.seeds import mean_records, missing_seeds
 from repro.verdicts.claims import claim_rows
+from repro.verdicts.determinism import starting_normal_lines
 from repro.verdicts.error_model import CONSISTENT, INCONSISTENT, MISSING
 from repro.verdicts.table2 import (
-    METRIC_NAME,
+    PAPER_ATTACK,
     Row,
+    attack_of,
     by_seed,
     error_model_lines,
     interval_text,
+    metric_label,
     separation_notes,
     table2_rows,
 )
@@ -112,8 +116,10 @@ class ReportContent:
     table2_budgets: list[str]  # where Table 2's verdicts apply
     rows: list[Row]  # Table 2's metrics
     claims: list[tuple[dict, str, str]]  # (claim, verdict, relation) per claim (verdicts.claims.claim_rows)
-    notes: list[str]  # where a claim separates rows the paper's data cannot
+    notes: list[str]  # where a claim separates two rows the paper's data, or ours, cannot (table2.separation_notes)
     trends: list[tuple[str, str]]  # (row label, where its learning curve was heading), rows with a result
+    attack: str  # the attack behind our robust errors (table2.robust_attack), e.g. "APGD-CE (50 it.)"
+    runs: list[str]  # runs of one row and seed whose weights differ or cannot be compared (verdicts.determinism)
 
 
 def curve_trends(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> list[tuple[str, str]]:
@@ -141,8 +147,8 @@ def report_content(expected: dict, per_seed: dict[int, dict[str, dict]], seeds: 
     rows = table2_rows(expected, per_seed, table2_name, seeds)
     return ReportContent(records, seeds, incomplete, budget_name, table2_name,
                          table2_name in expected["table2_budgets"], expected["table2_budgets"], rows,
-                         claim_rows(expected, results, budget_name, incomplete), separation_notes(expected, rows),
-                         curve_trends(per_seed, seeds))
+                         claim_rows(expected, results, budget_name, incomplete), separation_notes(expected, rows, budget_name),
+                         curve_trends(per_seed, seeds), attack_of(records), starting_normal_lines(per_seed, seeds))
 
 
 def table2_summary(content: ReportContent) -> str:
@@ -182,15 +188,22 @@ def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
     if not content.applies:
         out += [f"Verdicts apply at budgets {', '.join(content.table2_budgets)} only; "
                 f"at budget {content.table2_name} the numbers are shown, not judged.", ""]
+    paper_n = expected["error_model"]["paper_evaluation_sets"]["robust_error"]["n"]
+    out += [f"Robust errors: ours from {content.attack}, the paper's from {PAPER_ATTACK} on its first {paper_n} "
+            "test images (Section 3.2).", ""]
     out += ["| Model | metric | paper | measured | Δ | σ | tolerance | z | interval | verdict |",
             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for row in content.rows:
         c = _cells(row)
-        out.append(f"| {row.label} | {METRIC_NAME[row.metric]} | {row.paper:.2f} | {c['measured']} | {c['delta']} "
+        out.append(f"| {row.label} | {metric_label(row.metric, content.attack)} | {row.paper:.2f} | {c['measured']} | {c['delta']} "
                    f"| {c['sigma']} | {c['tolerance']} | {c['z']} | {c['interval']} | {row.verdict} |")
     out += ["", "### Error model", ""] + error_model_lines(expected, content.rows)
     if content.notes:
-        out += ["", "### What the paper's data cannot separate", ""] + [f"- {note}" for note in content.notes]
+        out += ["", "### Rows a claim separates that the data cannot", ""] + [f"- {note}" for note in content.notes]
+    if content.runs:
+        out += ["", "### Runs of one row and seed", "",
+                "NORMAL's record beside the NORMAL each fine-tuning row started from (repro/verdicts/determinism.py):", ""]
+        out += [f"- {line}" for line in content.runs]
     claims_on = "" if len(seeds) == 1 else " (on seed means)"
     out += ["", f"## Claims{claims_on}", "", claims_summary(content), "",
             "| claim | verdict | relation (measured) | paper's sentence |", "|---|---|---|---|"]
@@ -208,13 +221,17 @@ def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
 
 def _render_terminal(content: ReportContent) -> str:
     lines = provenance_lines(content.records) + ["", table2_summary(content)]
-    lines.append(f"{'Model':<30} {'metric':<7} {'paper':>6} {'measured':>22} {'Δ':>6} {'tol':>7} {'z':>6} "
+    width = max(len(metric_label(m, content.attack)) for m in TABLE2_METRICS)
+    lines.append(f"{'Model':<30} {'metric':<{width}} {'paper':>6} {'measured':>22} {'Δ':>6} {'tol':>7} {'z':>6} "
                  f"{'interval':<16} verdict")
     for row in content.rows:
         c = _cells(row)
-        metric = "clean" if row.metric == "clean_error" else "robust"
-        lines.append(f"{row.label:<30} {metric:<7} {row.paper:>6.2f} {c['measured']:>22} {c['delta']:>6} "
+        metric = metric_label(row.metric, content.attack)
+        lines.append(f"{row.label:<30} {metric:<{width}} {row.paper:>6.2f} {c['measured']:>22} {c['delta']:>6} "
                      f"{c['tolerance']:>7} {c['z']:>6} {c['interval']:<16} {row.verdict}")
+    if content.runs:
+        lines += ["", "runs of one row and seed (NORMAL beside the NORMAL each fine-tuning row started from):"]
+        lines += [f"  {line}" for line in content.runs]
     judged = [(claim, verdict, relation) for claim, verdict, relation in content.claims if verdict != "n/a"]
     others = [(claim, verdict, relation) for claim, verdict, relation in content.claims if verdict == "n/a"]
     lines += ["", claims_summary(content)]

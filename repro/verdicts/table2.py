@@ -8,23 +8,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repro.paper.expected import RESULT_KEY
+from repro.paper.expected import ERROR_RATES, RESULT_KEY, TABLE2_METRICS
 from repro.runs.seeds import SeedValues, seed_values
 from repro.verdicts.error_model import (
     MISSING,
-    NOT_JUDGED,
-    TABLE2_METRICS,
     Judgement,
     family_wise_false_alarm,
-    intervals_overlap,
+    measured_separation,
     metric_error,
+    paper_separation,
     separated_pairs,
 )
 
-N_KEY = {"clean_error": "n_clean", "robust_error": "n_robust"}  # images each metric is measured on
+METRIC_NAME = {"clean_error": "clean", "robust_error": "robust"}  # Table 2's metrics as reports name them
+PAPER_ATTACK = "AutoAttack (standard)"  # what the paper's robust errors come from (Section 3.2)
 
 
-METRIC_NAME = {"clean_error": "clean", "robust_error": "robust (AutoAttack)"}
+def robust_attack(record: dict) -> str:
+    """The attack a result's robust error (metrics "autoattack_error") comes from: PAPER_ATTACK where the
+    standard ensemble ran, "APGD-CE (N it.)" where the custom version ran APGD-CE alone (N: the budget's
+    autoattack_iterations; repro/runs/evaluate.py)."""
+    budget = record.get("budget", {})
+    version = record.get("metrics", {}).get("autoattack_version") or budget.get("autoattack_version")
+    if version == "standard":
+        return PAPER_ATTACK
+    if version == "custom":
+        iterations = budget.get("autoattack_iterations")
+        return f"APGD-CE ({iterations} it.)" if iterations else "APGD-CE"
+    return "attack not recorded"
+
+
+def attack_of(records) -> str:
+    """The attacks behind the robust errors of `records`, as one name ("A / B" if they differ)."""
+    return " / ".join(sorted({robust_attack(r) for r in records})) or "no result"
+
+
+def metric_label(metric: str, attack: str) -> str:
+    """A Table 2 metric's name in a report: "clean", or "robust: ATTACK" naming the attack run."""
+    return f"{METRIC_NAME[metric]}: {attack}" if metric == "robust_error" else METRIC_NAME[metric]
+
+
+def images_of(record: dict, metric: str) -> int:
+    """How many images a record's Table 2 `metric` was measured on."""
+    return record["metrics"][ERROR_RATES[RESULT_KEY.get(metric, metric)]]
 
 
 @dataclass(frozen=True)
@@ -69,7 +95,7 @@ def table2_rows(expected: dict, per_seed: dict[int, dict[str, dict]], budget_nam
             judgement = None
             if values.complete:
                 some_record = per_seed[seeds[0]][config_id]
-                error = metric_error(expected["error_model"], entry, metric, some_record["metrics"][N_KEY[metric]],
+                error = metric_error(expected["error_model"], entry, metric, images_of(some_record, metric),
                                      list(values.values.values()))
                 judgement = Judgement(entry[metric]["value"], values.mean, error, judged=applies)
             verdict = MISSING if judgement is None else judgement.verdict
@@ -82,17 +108,34 @@ def interval_text(judgement: Judgement) -> str:
     return f"[{low:.2f}, {high:.2f}]"
 
 
-def separation_notes(expected: dict, rows: list[Row]) -> list[str]:
-    """Where a claim separates two rows whose intervals overlap: the paper's data cannot separate them here."""
-    found = {(r.config_id, r.metric): r for r in rows if r.judgement is not None and r.verdict != NOT_JUDGED}
+def separation_notes(expected: dict, rows: list[Row], budget_name: str) -> list[str]:
+    """Where a claim says two rows differ on a Table 2 metric but the data cannot tell them apart at the
+    file's z: the paper's own values on its own sample sizes (its binomial SEs only), and, for claims
+    judged at `budget_name`, our measured values with their binomial SEs and seed spread. Nothing is
+    said where the data separates the rows, whatever the tolerance intervals do."""
+    z = expected["error_model"]["z"]["value"]
+    judged_here = {c["id"] for c in expected["claims"] if budget_name in c["budgets"]}
+    found = {(r.config_id, r.metric): r for r in rows if r.judgement is not None}
     notes = []
     for claim_id, metric, left, right in separated_pairs(expected["claims"], expected["table2"]):
+        labels = expected["table2"][left]["label"], expected["table2"][right]["label"]
+        paper = paper_separation(expected["error_model"], expected["table2"], metric, left, right)
+        if not paper.separated(z):
+            n = expected["error_model"]["paper_evaluation_sets"][metric]["n"]
+            notes.append(f"{claim_id}: the paper's values of {labels[0]} and {labels[1]} ({METRIC_NAME[metric]}) differ "
+                         f"by {paper.difference:+.2f} points, z = {paper.z_score:+.2f} on its own sample sizes ({n} "
+                         f"images each, binomial SEs only): the paper's own data cannot separate them at z = {z:g}.")
         a, b = found.get((left, metric)), found.get((right, metric))
-        if a and b and intervals_overlap(a.judgement.interval, b.judgement.interval):
-            notes.append(
-                f"{claim_id}: {a.label} and {b.label} ({METRIC_NAME[metric]}) have overlapping intervals "
-                f"{interval_text(a.judgement)} and {interval_text(b.judgement)}: the paper's own data cannot separate "
-                "them at that precision.")
+        if claim_id not in judged_here or a is None or b is None:
+            continue
+        ours = measured_separation(a.judgement, b.judgement)
+        if not ours.separated(z):
+            ea, eb = a.judgement.error, b.judgement.error
+            notes.append(f"{claim_id}: our {labels[0]} and {labels[1]} ({METRIC_NAME[metric]}) differ by "
+                         f"{ours.difference:+.2f} points, σ = {ours.sigma:.2f} (binomial at the measured rates on "
+                         f"{ea.ours_n} and {eb.ours_n} images; seed SD {ea.spread.sd:.2f} ({ea.spread.source}) and "
+                         f"{eb.spread.sd:.2f} ({eb.spread.source}), over k = {ea.spread.n_seeds}), "
+                         f"z = {ours.z_score:+.2f}: our measurement cannot separate them at this precision (z = {z:g}).")
     return notes
 
 

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -111,9 +112,11 @@ def reproduced(tmp_path_factory):
 
 def summary_cells(out, label):
     """The terminal summary's cells after `label` (label column 30 wide), one line per metric:
-    {"clean": [...], "robust": [...]}, each metric, paper, measured, Δ, tol, z, interval, verdict (words)."""
-    lines = [line for line in out.splitlines() if line[:30].rstrip() == label]
-    cells = {line[30:].split()[0]: line[30:].split() for line in lines}
+    {"clean": [...], "robust": [...]}, each metric, paper, measured, Δ, tol, z, interval, verdict (words); the
+    robust metric's cell "robust: ATTACK (...)" read as "robust"."""
+    lines = [re.sub(r"^(robust): [^)]*\)", r"\1", line[30:].strip()) for line in out.splitlines()
+             if line[:30].rstrip() == label]
+    cells = {line.split()[0]: line.split() for line in lines}
     assert len(lines) == 2 and set(cells) == {"clean", "robust"}, f"expected a clean and a robust line for {label!r}, got {lines}\n{out}"
     return cells
 
@@ -147,6 +150,26 @@ def test_reproduce_writes_results_with_overrides(reproduced):
     _, _, _, folder = reproduced
     record = json.loads((folder / RUN / "result.json").read_text())
     assert record["metrics"]["n_robust"] == 16, "the --set overrides reached the evaluation"
+
+
+def test_history_keeps_the_commit_that_produced_a_reused_result(reproduced, tmp_path, capsys):
+    # Issue 27 item 3: reproduce reuses a finished result.json (its identity holds no code version); the
+    # history must name the commit that computed those numbers, not the one the night ran at.
+    import shutil
+
+    from repro.verdicts.history import read_history
+
+    _, _, _, folder = reproduced
+    out = tmp_path / "copy"
+    shutil.copytree(folder.parent.parent, out)
+    result = micro_run_folder(out) / RUN / "result.json"
+    record = json.loads(result.read_text())
+    record["provenance"]["git_commit"] = earlier = "e" * 40
+    result.write_text(json.dumps(record))
+    code, _, err = run(capsys, "reproduce", "--configs", RUN, "--out", str(out), *MICRO)
+    latest = [e for e in read_history(out / "history.jsonl") if e["row"] == RUN][-1]
+    assert code == 0 and latest["commit"] == earlier and latest["run_commit"] != earlier, (
+        f"a reused result keeps the commit that produced it: {latest['commit']}, night at {latest['run_commit']}; {err}")
 
 
 def test_debug_env_shows_the_traceback(capsys, tmp_path, monkeypatch):

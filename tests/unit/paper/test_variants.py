@@ -10,9 +10,9 @@ import pytest
 from repro.cli.main import main
 from repro.paper.budgets import SMOKE, get_budget
 from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
-from repro.paper.configs import CONFIGURATIONS
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.paper.expected import load_expected
-from repro.paper.variants import apply_variants, folder_suffix, parse_variant_list, parse_variants
+from repro.paper.variants import affected_rows, apply_variants, folder_suffix, parse_variant_list, parse_variants
 from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.run_state import CHECKPOINT_NAME
@@ -191,3 +191,47 @@ def test_comparison_shows_each_reading_beside_the_paper(tmp_path, capsys):
                              SMOKE.n_test, [18.0]).tolerance
     assert clean["tolerance"] == tolerance, clean
     assert f"| ADV | clean | 17.67 | ±{tolerance:.2f} | 25.00 | 18.00 | eval (within tolerance) |" in out, out
+
+
+def test_report_variants_compares_each_seed_asked_for(tmp_path, capsys):
+    for seed in (1, 2):
+        write_result(tmp_path / "smoke" / f"seed{seed}", "adv", 20.0 + seed, 60.0, {})
+        write_result(tmp_path / "smoke+attack_bn=eval" / f"seed{seed}", "adv", 30.0 + seed, 70.0, {"attack_bn": "eval"})
+    assert main(["report", "--variants", "--seeds", "1", "2", "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    written = sorted(p.name for p in (tmp_path / "smoke").glob("variants-seed*.md"))
+    assert written == ["variants-seed1.md", "variants-seed2.md"], f"one comparison per seed asked for: {written}"
+    second = (tmp_path / "smoke" / "variants-seed2.md").read_text()
+    assert "seed 2)" in second and "| 22.00 | 32.00 |" in second, f"seed 2's comparison must show seed 2's runs:\n{second}"
+
+
+# --- the rows a choice affects: those some reading changes (issue 27 item 7) -------------------------
+
+def rows_changed(choice) -> set[str]:
+    """Rows whose configuration some non-default reading of `choice` changes, applied alone."""
+    return {c.id for c in CONFIGURATIONS.values() for r in choice.readings[1:] if apply_variants(c, {choice.id: r.id}) != c}
+
+
+@pytest.mark.parametrize("choice", [c for c in CHOICES.values() if c.scope == TRAINING], ids=lambda c: c.id)
+def test_every_affected_row_is_changed_by_a_reading_or_fine_tuned_from_a_changed_normal(choice):
+    changed = rows_changed(choice)
+    from_changed_normal = {c.id for c in CONFIGURATIONS.values() if c.init == FROM_NORMAL and "normal" in changed}
+    assert set(affected_rows(choice)) == changed | from_changed_normal, (
+        f"{choice.id} lists {affected_rows(choice)}; its readings change {sorted(changed)}")
+
+
+def test_attack_bn_does_not_list_bn_only_params_which_attacks_in_eval_already():
+    assert "bn_only_params" not in affected_rows(CHOICES["attack_bn"]), affected_rows(CHOICES["attack_bn"])
+
+
+def test_autoaugment_order_lists_normal_and_its_fine_tuning_rows_not_the_crop_flip_rows():
+    rows = affected_rows(CHOICES["autoaugment_order"])
+    assert "normal" in rows and "bn_params" in rows and not {"normal_bn_only", "normal_bn_only_log_conv1"} & set(rows), (
+        f"the reading's condition (AutoAugment) excludes the NORMAL +BN ONLY rows: {rows}")
+
+
+def test_comparison_leaves_out_rows_the_reading_does_not_change(tmp_path):
+    write_result(tmp_path / "smoke" / "seed0", "bn_only_params", 80.0, 90.0, {})
+    write_result(tmp_path / "smoke+attack_bn=eval" / "seed0", "bn_only_params", 80.0, 90.0, {"attack_bn": "eval"})
+    listed = {(e["choice"], e["row"]) for e in comparison_rows(load_expected(), tmp_path, SMOKE, 0)}
+    assert ("attack_bn", "bn_only_params") not in listed, (
+        f"attack_bn=eval leaves BN ONLY PARAMS as it was; showing it would read as 'measured to make no difference': {listed}")

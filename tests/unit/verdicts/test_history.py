@@ -12,27 +12,30 @@ import pytest
 from repro.cli.main import main
 from repro.paper.budgets import SMOKE
 from repro.paper.expected import load_expected
-from repro.verdicts.history import (
-    allowed_move,
-    append_results,
-    commits_between,
-    entries_of,
-    moves,
-    new_run,
-    read_history,
-    render_history,
-)
+from repro.verdicts.history import allowed_move, append_results, entries_of, moves, new_run, read_history
+from repro.verdicts.history_text import commits_between, render_history
 
-ENTRY_FIELDS = {"date", "run", "commit", "budget", "overrides", "readings", "seed", "row", "metric", "value", "n",
-                "device", "wall_seconds"}
+ENTRY_FIELDS = {"date", "run", "commit", "run_commit", "budget", "overrides", "readings", "modes", "selfcheck", "seed",
+                "row", "metric", "value", "n", "device", "wall_seconds", "inputs"}
+PRODUCED_AT = "b" * 40  # the commit the test records say computed their numbers
+HARDWARE = {"cpu_model": "Test CPU", "cpu_capability": "AVX2", "cpu_bf16": [], "machine": "x86_64", "torch_threads": 2}
 
 
-def record(row="adv", seed=0, clean=20.0, pgd=60.0, aa=65.0, budget=SMOKE, n_clean=512, n_robust=256):
-    """A result record shaped like pipeline.Pipeline.result's, with chosen numbers."""
-    return {"config": {"id": row}, "seed": seed, "budget": asdict(budget),
+def record(row="adv", seed=0, clean=20.0, pgd=60.0, aa=65.0, budget=SMOKE, n_clean=512, n_robust=256, variants=None,
+           commit=PRODUCED_AT, **provenance):
+    """A result record shaped like pipeline.Pipeline.result's, with chosen numbers; `provenance` adds to its
+    provenance (hardware, data_sha256, weights_sha256, selfcheck)."""
+    return {"config": {"id": row}, "seed": seed, "budget": asdict(budget), "variants": variants or {},
             "metrics": {"clean_error": clean, "pgd_error": pgd, "autoattack_error": aa, "pgd_cross_entropy": 1.5,
                         "n_clean": n_clean, "n_robust": n_robust, "autoattack_version": "custom"},
-            "provenance": {"device": "cpu: test"}, "wall_seconds": {"train": 10.0, "eval_total": 2.5}}
+            "provenance": {"device": "cpu: test", "git_commit": commit, **provenance},
+            "wall_seconds": {"train": 10.0, "eval_total": 2.5}}
+
+
+def hashed(weights="w1", hardware=HARDWARE, data="d1", **changes):
+    """A record with the hardware, data and weight hashes of issue 24 (`changes`: record()'s arguments)."""
+    return record(hardware=hardware, data_sha256={"train_sha256": data, "test_sha256": data + "t"},
+                  weights_sha256=weights, **changes)
 
 
 def night(date, commit="a" * 40):
@@ -40,20 +43,31 @@ def night(date, commit="a" * 40):
 
 
 def test_entries_carry_every_field_per_numeric_metric():
-    entries = entries_of(record(), night("2025-01-01T00:00:00Z"), readings=("r1",))
+    entries = entries_of(record(variants={"attack_bn": "eval"}), night("2025-01-01T00:00:00Z"))
     assert {e["metric"] for e in entries} == {"clean_error", "pgd_error", "autoattack_error", "pgd_cross_entropy"}, \
         "one entry per numeric metric (not the n_* counts nor strings)"
     assert all(set(e) == ENTRY_FIELDS for e in entries), f"fields {set(entries[0])} != {ENTRY_FIELDS}"
     n = {e["metric"]: e["n"] for e in entries}
     assert n == {"clean_error": 512, "pgd_error": 256, "autoattack_error": 256, "pgd_cross_entropy": None}, \
         f"error rates carry the examples they were measured on: {n}"
-    assert entries[0]["wall_seconds"] == 12.5 and entries[0]["readings"] == ["r1"], entries[0]
+    assert entries[0]["wall_seconds"] == 12.5 and entries[0]["readings"] == ["attack_bn=eval"], entries[0]
 
 
 def test_overrides_are_recorded_against_the_registered_budget():
     broken = replace(SMOKE, train_attack_step_size=0.0)
     (entry, *_) = entries_of(record(budget=broken), night("2025-01-01T00:00:00Z"))
     assert entry["budget"] == "smoke" and entry["overrides"] == {"train_attack_step_size": 0.0}, entry
+
+
+def test_entries_record_the_commit_that_produced_the_numbers():
+    (entry, *_) = entries_of(record(commit="c" * 40), night("2025-01-01T00:00:00Z", commit="a" * 40))
+    assert (entry["commit"], entry["run_commit"]) == ("c" * 40, "a" * 40), (
+        f"a reused result keeps the commit that computed it; the running one is run_commit: {entry}")
+
+
+def test_entries_take_the_readings_from_the_record():
+    (entry, *_) = entries_of(record(variants={"bn_only_params_stats": "frozen_batch"}), night("2025-01-01T00:00:00Z"))
+    assert entry["readings"] == ["bn_only_params_stats=frozen_batch"], f"a reading's run must say so: {entry['readings']}"
 
 
 def test_appended_nights_read_back_in_order(tmp_path):
@@ -108,7 +122,7 @@ def test_move_is_flagged_just_outside_the_band(direction, delta, flagged):
     move = direction * (band(value=50.0) + delta)  # centred on 50%, so the pair's mean rate is 50% and so is its band
     entries = (entries_of(record(aa=50.0 - move / 2), night("2025-01-01T00:00:00Z"))
                + entries_of(record(aa=50.0 + move / 2), night("2025-01-02T00:00:00Z")))
-    found = [(m.series[3], m.series[4]) for m in moves(entries)]
+    found = [(m.series.row, m.series.metric) for m in moves(entries)]
     assert found == ([("adv", "autoattack_error")] if flagged else []), f"move of ±(band{delta:+}) flagged: {found}"
 
 
@@ -117,6 +131,44 @@ def test_only_consecutive_nights_are_compared():
     entries = [e for i, aa in enumerate([60.0, 70.0, 80.0])
                for e in entries_of(record(aa=aa), night(f"2025-01-0{i + 1}T00:00:00Z"))]
     assert moves(entries) == [], "moves compare each night with the one before"
+
+
+def two_nights(first: dict, second: dict) -> list[dict]:
+    return entries_of(first, night("2025-01-01T00:00:00Z")) + entries_of(second, night("2025-01-02T00:00:00Z"))
+
+
+def test_a_reading_is_its_own_series():
+    entries = two_nights(record(aa=60.0), record(aa=95.0, variants={"bn_only_params_stats": "frozen_batch"}))
+    assert moves(entries) == [], "a night under a reading is not compared with a night of the defaults"
+
+
+def test_training_overrides_are_their_own_series():
+    entries = two_nights(record(aa=60.0), record(aa=95.0, budget=replace(SMOKE, epochs_finetune=3)))
+    assert moves(entries) == [], "a night with --set epochs_finetune=3 is not compared with the registered budget's"
+
+
+def test_a_mode_a_selfcheck_approved_stays_in_the_default_series():
+    approved = record(aa=95.0, budget=replace(SMOKE, compile=True), selfcheck={"mode": "compiled", "compile": True})
+    found = [(m.series.row, m.series.metric) for m in moves(two_nights(record(aa=60.0), approved))]
+    assert found == [("adv", "autoattack_error")], f"an approved mode is the protocol run faster, compared as such: {found}"
+
+
+def test_a_mode_no_selfcheck_approved_is_its_own_series():
+    unapproved = record(aa=95.0, budget=replace(SMOKE, compile=True))
+    assert moves(two_nights(record(aa=60.0), unapproved)) == [], "a mode nobody approved is not the default's series"
+
+
+def test_entries_record_the_modes_and_whether_a_selfcheck_approved_them():
+    (entry, *_) = entries_of(record(budget=replace(SMOKE, bf16=True, compile=True), selfcheck={"mode": "bf16"}),
+                             night("2025-01-01T00:00:00Z"))
+    assert (entry["modes"], entry["selfcheck"], entry["overrides"]) == (["bf16", "compile"], True, {}), (
+        f"modes are recorded beside the budget, not as overrides: {entry}")
+
+
+def test_history_shows_the_modes_of_a_night():
+    approved = record(budget=replace(SMOKE, compile=True), selfcheck={"mode": "compiled"})
+    text = render_history(two_nights(record(), approved))
+    assert "modes: compile (approved by a selfcheck)" in text, text
 
 
 def test_seeds_and_rows_are_separate_series():
@@ -150,16 +202,64 @@ def test_commits_between_names_the_later_commits(git_repo):
 
 def test_render_names_the_moved_row_and_the_commits_between(git_repo, monkeypatch):
     repo, (first, _, third) = git_repo
-    monkeypatch.setattr("repro.verdicts.history.PACKAGE_DIR", repo)
-    entries = (entries_of(record(aa=60.0), night("2025-01-01T00:00:00Z", first))
-               + entries_of(record(row="normal", clean=10.0), night("2025-01-01T00:00:00Z", first))
-               + entries_of(record(aa=90.0), night("2025-01-02T00:00:00Z", third))
-               + entries_of(record(row="normal", clean=10.0), night("2025-01-02T00:00:00Z", third)))
+    monkeypatch.setattr("repro.verdicts.history_text.PACKAGE_DIR", repo)
+    # Both nights ran at the third commit; the first night's numbers were computed at the first (a reused result).
+    entries = (entries_of(record(aa=60.0, commit=first), night("2025-01-01T00:00:00Z", third))
+               + entries_of(record(row="normal", clean=10.0, commit=third), night("2025-01-01T00:00:00Z", third))
+               + entries_of(record(aa=90.0, commit=third), night("2025-01-02T00:00:00Z", third))
+               + entries_of(record(row="normal", clean=10.0, commit=third), night("2025-01-02T00:00:00Z", third)))
     text = render_history(entries)
     moved = [line for line in text.splitlines() if line.startswith("MOVED")]
     assert len(moved) == 1 and "adv autoattack_error" in moved[0] and "60.00 -> 90.00" in moved[0], text
     assert "third" in text and "second" in text, f"commits in between are listed:\n{text}"
     assert "#1" in text and "#2" in text, f"both nights shown:\n{text}"
+
+
+# --- runs of one row and seed: non-determinism, or different inputs (issue 24 item 2) -----------------
+
+def determinism_lines(first: dict, second: dict) -> list[str]:
+    """The lines of render_history's last section, on runs of one row and seed; [] where it has none."""
+    lines = render_history(two_nights(first, second)).splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("runs of one row and seed")), len(lines))
+    return lines[start + 1:]
+
+
+def test_same_inputs_different_weights_is_flagged_as_nondeterminism():
+    lines = determinism_lines(hashed(weights="1" * 64), hashed(weights="2" * 64))
+    flagged = [line for line in lines if line.startswith("NON-DETERMINISTIC")]
+    assert len(flagged) == 1 and "#1" in flagged[0] and "#2" in flagged[0] and "111111" in flagged[0] \
+        and "222222" in flagged[0], f"same commit, data, hardware and readings, other weights is a defect naming both: {lines}"
+
+
+def test_same_weights_say_nothing():
+    assert determinism_lines(hashed(), hashed()) == [], "two nights with equal weights need no line"
+
+
+def test_different_hardware_is_said_not_flagged():
+    other = {**HARDWARE, "cpu_capability": "AVX512"}
+    lines = determinism_lines(hashed(weights="1" * 64), hashed(weights="2" * 64, hardware=other))
+    assert lines and not any(line.startswith("NON-DETERMINISTIC") for line in lines) \
+        and any("hardware" in line and "AVX512" in line for line in lines), f"other hardware is said, not flagged: {lines}"
+
+
+def test_different_data_is_said_not_flagged():
+    lines = determinism_lines(hashed(weights="1" * 64), hashed(weights="2" * 64, data="d2"))
+    assert lines and not any(line.startswith("NON-DETERMINISTIC") for line in lines) \
+        and any("data" in line for line in lines), f"other data is said, not flagged: {lines}"
+
+
+def test_records_without_hashes_cannot_be_compared():
+    lines = determinism_lines(record(), hashed())
+    assert any("cannot be compared" in line for line in lines) and not any(
+        line.startswith("NON-DETERMINISTIC") for line in lines), f"an older record lacks the hashes: {lines}"
+
+
+def test_check_exits_1_on_nondeterminism(tmp_path, capsys):
+    path = tmp_path / "history.jsonl"
+    append_results(path, [hashed(weights="1" * 64)], run=new_run("night-1") | {"date": "2025-01-01T00:00:00Z"})
+    append_results(path, [hashed(weights="2" * 64)], run=new_run("night-2") | {"date": "2025-01-02T00:00:00Z"})
+    code = main(["history", "--out", str(tmp_path), "--check"])
+    assert code == 1, f"--check fails a night whose weights differ from the same inputs:\n{capsys.readouterr().out}"
 
 
 def _append_batches(path, worker, batches, barrier):
@@ -200,12 +300,14 @@ def test_malformed_line_is_named(tmp_path):
 def test_cli_history_shows_both_nights_flags_and_plots(tmp_path, capsys):
     path = tmp_path / "history.jsonl"
     append_results(path, [record(aa=60.0)], run=new_run("night-1") | {"date": "2025-01-01T00:00:00Z"})
-    append_results(path, [record(aa=95.0, budget=replace(SMOKE, train_attack_step_size=0.0))],
+    append_results(path, [record(aa=95.0), record(aa=20.0, budget=replace(SMOKE, train_attack_step_size=0.0))],
                    run=new_run("night-2") | {"date": "2025-01-02T00:00:00Z"})
     code = main(["history", "--out", str(tmp_path), "--plot", "--check"])
     out = capsys.readouterr().out
     assert code == 1, "--check exits 1 when a move is flagged"
     assert "MOVED adv autoattack_error" in out and "overrides: train_attack_step_size=0.0" in out, out
+    assert not [line for line in out.splitlines() if line.startswith("MOVED") and "train_attack_step_size" in line], \
+        f"the overridden run is its own series, not a move of the default's: {out}"
     assert Path(tmp_path / "history.png").stat().st_size > 0, "--plot writes beside the history file"
 
 

@@ -1,0 +1,114 @@
+"""Two runs of one row and seed compared: same inputs, same weights, and when not, what the records say why.
+
+On a CPU this code trains bit for bit the same weights from the same inputs (issue 24: measured, twice
+at once, under load). So when two runs of one row and seed share the commit that produced them, the
+data they read (SHA-256 of the arrays as loaded), the hardware (runs.provenance.hardware_key: CPU model,
+kernel capability, threads; on CUDA the device, CUDA and cuDNN), the readings, the budget's overrides
+and its acceleration modes, different weights are non-determinism: a defect. Different hardware, data,
+code or settings explain different weights: said, not flagged. So does CUDA, whose kernels this code
+does not force to be deterministic. Records written before these hashes existed cannot be compared.
+
+A record's hardware is the machine its process ran on; a run that reused a checkpoint trained elsewhere
+names the machine that evaluated it.
+"""
+
+from __future__ import annotations
+
+from repro.paper.budgets import modes_of, overrides_of
+from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
+from repro.runs.provenance import hardware_key
+
+SAME, DEFECT, EXPLAINED, UNKNOWN = "same weights", "non-deterministic", "different inputs", "cannot be compared"
+HASHED = ("weights_sha256", "data_sha256", "hardware")  # what a record must carry to be compared (issue 24)
+
+
+def short(commit: str) -> str:
+    """A commit as people read it: 12 hex digits, keeping the +dirty mark."""
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
+def run_inputs(record: dict) -> dict:
+    """What decides a result record's weights, as recorded: commit, data and weight hashes, hardware,
+    readings, the budget as run (name and overrides) and its acceleration modes."""
+    provenance, budget = record.get("provenance", {}), record.get("budget", {})
+    hardware = provenance.get("hardware")
+    return {
+        "commit": provenance.get("git_commit", "unknown"),
+        "data_sha256": provenance.get("data_sha256"),
+        "hardware": hardware_key(hardware),
+        "cuda": bool(hardware and hardware.get("device_name")),
+        "readings": dict(record.get("variants") or {}),
+        "budget": {"name": budget.get("name"), **overrides_of(budget)} if budget else None,
+        "modes": modes_of(budget) if budget else [],
+        "weights_sha256": provenance.get("weights_sha256"),
+        "initial_weights_sha256": provenance.get("initial_weights_sha256"),
+    }
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    """What differs between two runs' inputs (run_inputs), in words."""
+    out = []
+    if a["commit"] != b["commit"]:
+        out.append(f"code: commit {short(a['commit'])} vs {short(b['commit'])}")
+    elif a["commit"].endswith("+dirty") or a["commit"] == "unknown":
+        out.append(f"code: commit {short(a['commit'])}, uncommitted changes may differ")
+    if a["data_sha256"] != b["data_sha256"]:
+        out.append("data: other arrays read (data_sha256 differs)")
+    if a["hardware"] != b["hardware"]:
+        out.append(f"hardware: {a['hardware']} vs {b['hardware']}")
+    for key in ("readings", "budget", "modes"):
+        if a.get(key) != b.get(key):
+            out.append(f"{key}: {a.get(key)} vs {b.get(key)}")
+    if a.get("initial_weights_sha256") != b.get("initial_weights_sha256"):
+        out.append("started from other NORMAL weights")
+    return out
+
+
+def compare_runs(a: dict, b: dict) -> tuple[str, str]:
+    """(SAME | DEFECT | EXPLAINED | UNKNOWN, why) for two runs of one row and seed (run_inputs dicts)."""
+    missing = [key for key in HASHED if not a.get(key) or not b.get(key)]
+    if missing:
+        return UNKNOWN, f"recorded without {', '.join(missing)} (older records): cannot be compared"
+    if a["weights_sha256"] == b["weights_sha256"]:
+        return SAME, "same weights"
+    differences = _differences(a, b)
+    if differences:
+        return EXPLAINED, "different weights, explained by other inputs: " + "; ".join(differences)
+    if a["cuda"]:
+        return EXPLAINED, "different weights from the same inputs on CUDA, whose kernels are not bitwise deterministic"
+    return DEFECT, ("same commit, data, hardware, readings, budget and modes, different weights: "
+                    "non-determinism (a defect)")
+
+
+def starting_normal_lines(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> list[str]:
+    """Per seed, NORMAL's record against the NORMAL each fine-tuning row of that seed started from
+    (its initial_weights_sha256): two runs of one row and seed wherever the weights differ.
+
+    One line per pair that differs (non-determinism flagged, naming both records), one line for all
+    pairs that cannot be compared; nothing where every row started from the NORMAL recorded beside it.
+    """
+    lines, unknown = [], []
+    for seed in seeds:
+        records = per_seed.get(seed, {})
+        if NORMAL.id not in records:
+            continue
+        normal = {**run_inputs(records[NORMAL.id]), "initial_weights_sha256": None}
+        for config_id, record in records.items():
+            if CONFIGURATIONS[config_id].init != FROM_NORMAL:
+                continue
+            inputs = run_inputs(record)
+            started = {**inputs, "weights_sha256": inputs["initial_weights_sha256"], "initial_weights_sha256": None}
+            kind, why = compare_runs(normal, started)
+            names = f"seed{seed}/{NORMAL.id}/result.json", f"seed{seed}/{config_id}/result.json"
+            if kind == UNKNOWN:
+                unknown.append(seed)
+            elif kind != SAME:
+                mark = "NON-DETERMINISTIC: " if kind == DEFECT else ""
+                lines.append(f"{mark}{names[1]} started from NORMAL weights {str(started['weights_sha256'])[:12]}, "
+                             f"{names[0]} has {str(normal['weights_sha256'])[:12]}: {why}"
+                             + ("" if kind == DEFECT else "; expected, not a defect"))
+    if unknown:
+        lines.append(f"{len(unknown)} fine-tuning record(s) (seed {', '.join(map(str, sorted(set(unknown))))}) cannot be "
+                     "compared with their seed's NORMAL record: recorded without the hardware, data or weight hashes "
+                     "(older records)")
+    return lines
