@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from repro.cli.options import check_affordable, parse_overrides, read_selfcheck, seeds_of, settings_from
+from repro.cli.options import (AUTO_SELFCHECK, auto_selfcheck_path, check_affordable, parse_overrides, read_selfcheck,
+                               seeds_of, settings_from)
 from repro.mechanics.acceleration import apply_selfcheck
 from repro.paper.budgets import get_budget
 from repro.paper.configs import CONFIGURATIONS, get_configuration
@@ -79,7 +80,15 @@ def job_budget(args, local: bool, gpus: int):
     if not args.selfcheck:
         return budget, None
     device = torch.device(args.device) if args.device != "auto" else torch.device("cuda" if gpus else "cpu")
-    return apply_selfcheck(budget, read_selfcheck(args.selfcheck), device)
+    if args.selfcheck != AUTO_SELFCHECK:
+        return apply_selfcheck(budget, read_selfcheck(args.selfcheck), device)
+    # auto: the jobs' device type, measured where they run; this machine (a login node) is not that place
+    path = auto_selfcheck_path(args.out, device, budget)
+    if not path.exists():
+        raise ValueError(f"--selfcheck auto: no selfcheck of the jobs' {device.type} at budget {budget.name} yet "
+                         f"({path}); run `repro selfcheck --budget {budget.name} --json {path}` on a node like "
+                         "the jobs' (e.g. through srun), or pass --selfcheck PATH")
+    return apply_selfcheck(budget, read_selfcheck(str(path)), device)
 
 
 def submit_there(specs, folder: Path, cluster: str, gpus_given: bool, template, seeds) -> int:

@@ -4,6 +4,7 @@ scheduler's answers are tested in tests/slurm."""
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -120,6 +121,21 @@ def test_a_selfcheck_that_cannot_apply_is_refused(device, flags, capsys, tmp_pat
     code, _, err = submit(capsys, tmp_path, "--selfcheck", path, *flags)
     assert code == 2 and "repro selfcheck" in err and fake_slurm.submitted() == 0, \
         f"a missing selfcheck, or a CUDA one for CPU jobs, must be refused before submitting: {err}"
+
+
+def test_selfcheck_auto_reads_the_jobs_device_types_selfcheck_under_out(capsys, tmp_path, fake_slurm):
+    out = tmp_path / "out"  # submit()'s --out
+    out.mkdir()
+    (out / f"selfcheck-cuda-{get_budget('smoke').name}.json").write_text(Path(selfcheck_file(tmp_path, "cuda")).read_text())
+    code, _, err = submit(capsys, tmp_path, "--selfcheck", "auto")
+    assert code == 0 and submitted_job(fake_slurm, "101").budget.bf16, \
+        f"--selfcheck auto must apply OUT's selfcheck of the jobs' device type (cuda: they ask for a GPU): {err}"
+
+
+def test_selfcheck_auto_without_one_is_refused_not_measured_here(capsys, tmp_path, fake_slurm):
+    code, _, err = submit(capsys, tmp_path, "--selfcheck", "auto")
+    assert code == 2 and "--selfcheck auto: no selfcheck of the jobs' cuda" in err and fake_slurm.submitted() == 0, \
+        f"the login node is not where the jobs run: auto without the jobs' selfcheck must be refused: {err}"
 
 
 ONE_STEP = {**MICRO_SETS, "n_train": "64", "n_robust": "8", "n_test": "16", "curve_images": "0"}  # a second or two
