@@ -88,7 +88,7 @@ def selfcheck_record(spec: str, budget, device, out) -> dict:
     (a 2-core CPU took 37 minutes at cifar_cpu, beside other work) when it does not exist yet."""
     if spec != AUTO_SELFCHECK:
         return read_selfcheck(spec)
-    path = Path(out) / f"selfcheck-{device.type}-{budget.name}.json"
+    path = auto_selfcheck_path(out, device, budget)
     if path.exists():
         return read_selfcheck(str(path))
     from repro.ops import selfcheck
@@ -100,6 +100,11 @@ def selfcheck_record(spec: str, budget, device, out) -> dict:
     selfcheck.write(record, path)
     print(selfcheck.render(record), file=sys.stderr, flush=True)
     return record
+
+
+def auto_selfcheck_path(out, device, budget) -> Path:
+    """Where `--selfcheck auto` keeps the selfcheck of a device type at a budget: OUT/selfcheck-DEVICE-BUDGET.json."""
+    return Path(out) / f"selfcheck-{device.type}-{budget.name}.json"
 
 
 def read_selfcheck(path: str) -> dict:

@@ -1,14 +1,17 @@
 """`repro submit`: the reproduction as scheduler jobs through submitit (Slurm, or local processes).
 
-One job per (row, seed, reading set) and one report job. A fine-tuning row (Table 1 "Fine-tune")
+One job per (row, seed) and one report job (repro/ops/jobs.py); `--variant` readings apply to every
+job and give the runs their own folders, as for `repro reproduce`. A fine-tuning row (Table 1 "Fine-tune")
 waits for its NORMAL of the same seed to succeed (Slurm `afterok`); the report waits for every
 row to end, failed or not (`afterany`), so a night always ends in a report that shows what is
 missing. All jobs write into one output folder (`OUT/BUDGET/seedSEED/CONFIG`) under the run
 locks of repro/runs/checkpoint.py, so even a job started early (or by hand) never trains a row twice.
 
-Preemption and time-outs: submitit signals the job before Slurm kills it and calls the job's
-`checkpoint` method, which requeues the same row; training resumes from the row's last
-checkpoint (written every epoch and every few minutes, repro/runs/training.py).
+Preemption and time-outs: Slurm signals the job (USR2, `Resources.signal_s` before its time limit,
+or at preemption) and submitit calls the job's `checkpoint` method, which requeues the same row;
+training resumes from the row's last checkpoint (written every epoch and every few minutes,
+repro/runs/training.py). A job Slurm requeues without the signal (`scontrol requeue`, preemption
+without `send_user_signal`) reruns as submitted and resumes the same way, never restarting.
 
 Without Slurm, submitit's AutoExecutor runs the jobs as local processes. Its local executor
 does not implement Slurm dependencies, so `run_locally` submits each job only once the jobs it
@@ -17,26 +20,22 @@ depends on have ended, a few at a time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import submitit
-from submitit.core.utils import DelayedSubmission, UncompletedJobError
+from submitit.core.utils import FailedJobError, UncompletedJobError
 
-from repro.paper.budgets import Budget
-from repro.paper.configs import FROM_NORMAL, NORMAL, Configuration, get_configuration
-from repro.paper.expected import load_expected
-from repro.runs.checkpoint import CheckpointError
-from repro.runs.pipeline import Pipeline, RunSettings, dependency_order
-from repro.runs.progress import TqdmReporter  # a line per epoch in the job's log (no terminal there)
-from repro.runs.provenance import resolve_device
-from repro.verdicts.history import append_results, history_path
-from repro.verdicts.report import write_report, write_seed_report
+from repro.ops.jobs import ReportJob, RowJob, row_key
+from repro.ops.slurm import SubmitError, check_cpus, refused_message
+from repro.paper.configs import FROM_NORMAL, NORMAL
+from repro.runs.pipeline import dependency_order
 
 CLUSTERS = ("auto", "slurm", "local", "debug")  # auto: Slurm where `srun` exists, else local processes
-OVER_SEEDS = "over seeds"  # the report job's key for OUT/BUDGET/report.md beside the per-seed ones
 REPORT_TIME_MIN = 60  # figures and report only: no training
 POLL_SECONDS = 2.0  # how often the local scheduler looks at its running jobs
 
@@ -52,13 +51,29 @@ class Resources:
     partition: str | None = None
     account: str | None = None
     max_requeues: int = 3  # time-outs a job may be requeued after (preemptions do not count)
+    signal_s: int = 90  # USR2 this long before the time limit: time to requeue (submitit's default)
+
+    def __post_init__(self):
+        # (option, value, smallest allowed): a bad value ends in one line here, not in sbatch's refusal
+        for option, value, least in (("--gpus", self.gpus, 0), ("--cpus", self.cpus, 1),
+                                     ("--time-min", self.time_min, 1), ("--max-requeues", self.max_requeues, 0),
+                                     ("--signal-s", self.signal_s, 0)):
+            if value < least:
+                raise ValueError(f"{option} must be >= {least}, got {value}")
+        if not self.mem_gb > 0:
+            raise ValueError(f"--mem-gb must be > 0, got {self.mem_gb:g}")
+        if self.signal_s >= self.time_min * 60:  # Slurm would signal at once: requeue after requeue, no training
+            raise ValueError(f"--signal-s {self.signal_s} must be shorter than the time limit (--time-min "
+                             f"{self.time_min} = {self.time_min * 60} s)")
 
     def parameters(self, name: str, dependency: str | None = None) -> dict:
         """submitit AutoExecutor parameters of one job (generic ones translate to sbatch's)."""
-        params = {"name": name, "timeout_min": self.time_min, "gpus_per_node": self.gpus,
-                  "cpus_per_task": self.cpus, "mem_gb": self.mem_gb, "nodes": 1, "tasks_per_node": 1,
+        params = {"name": name, "timeout_min": self.time_min, "cpus_per_task": self.cpus, "mem_gb": self.mem_gb,
+                  "nodes": 1, "tasks_per_node": 1, "slurm_signal_delay_s": self.signal_s,
                   # a fine-tuning row whose NORMAL failed is cancelled instead of pending forever
                   "slurm_additional_parameters": {"kill-on-invalid-dep": "yes"}}
+        if self.gpus:  # none: no GPU line at all, which any cluster accepts
+            params["gpus_per_node"] = self.gpus
         for key in ("partition", "account"):
             if getattr(self, key):
                 params[f"slurm_{key}"] = getattr(self, key)
@@ -66,98 +81,11 @@ class Resources:
             params["slurm_dependency"] = dependency
         return params
 
-
-def apply_readings(config: Configuration, readings: tuple[str, ...]) -> Configuration:
-    """The configuration under a set of readings of the paper's open choices.
-
-    Extension point for issue 10 (repro/paper/variants.py, `--variant`): map each reading onto the
-    configuration here, and give each reading set its own run folder. Until then only the
-    registered reading (the empty set) exists.
-    """
-    if readings:
-        raise ValueError(f"readings {', '.join(readings)} are not available yet (named variants: issue 10); "
-                         "submit without them")
-    return config
-
-
-@dataclass(frozen=True)
-class RowJob:
-    """Train (or resume) and evaluate one row for one seed; a submitit checkpointable callable."""
-
-    config_id: str
-    budget: Budget
-    seed: int
-    out: Path
-    run: dict  # the night's identity (repro.verdicts.history.new_run), shared by every job of one submit
-    readings: tuple[str, ...] = ()
-    device: str = "auto"  # resolved on the node that runs the job
-    data_dir: Path | None = None
-    allow_unverified_data: bool = False
-    restart: bool = False
-    quiet: bool = False
-    attempt: int = 1
-
-    def run_settings(self) -> RunSettings:
-        return RunSettings(budget=self.budget, seed=self.seed, out=Path(self.out), device=resolve_device(self.device),
-                           data_dir=self.data_dir, allow_unverified_data=self.allow_unverified_data,
-                           resume=True, restart=self.restart)  # resume: a requeued job continues
-
-    def __call__(self) -> dict:
-        config = apply_readings(get_configuration(self.config_id), self.readings)
-        print(f"{row_key(self.config_id, self.seed, self.readings)}: attempt {self.attempt}", flush=True)
-        pipeline = Pipeline(self.run_settings(), TqdmReporter(not self.quiet))
-        record = pipeline.result(config)
-        append_results(history_path(self.out), [record], run=self.run)  # readings: the record's own
-        return {"row": self.config_id, "seed": self.seed, "readings": list(self.readings), "attempt": self.attempt,
-                "trained": pipeline.trained_here, "metrics": record["metrics"],
-                "result": str(pipeline.folder(config) / "result.json")}
-
-    def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
-        """submitit's requeue hook: the same row again, resuming from its checkpoint (never restarting)."""
-        return DelayedSubmission(dataclasses.replace(self, restart=False, attempt=self.attempt + 1))
-
-
-@dataclass(frozen=True)
-class ReportJob:
-    """Figures 1-3 and the report of every seed's run folder, and with several seeds the report over
-    seeds (OUT/BUDGET/report.md); idempotent, so requeueing reruns it."""
-
-    budget: Budget
-    seeds: tuple[int, ...]
-    out: Path
-    device: str = "auto"
-    data_dir: Path | None = None
-    allow_unverified_data: bool = False
-
-    def __call__(self) -> dict:
-        from repro.figures.make import make_figures
-
-        expected, outcome = load_expected(), {}
-        for seed in self.seeds:
-            pipeline = Pipeline(RunSettings(budget=self.budget, seed=seed, out=Path(self.out),
-                                            device=resolve_device(self.device), data_dir=self.data_dir,
-                                            allow_unverified_data=self.allow_unverified_data))
-            try:
-                figures = [str(p) for p in make_figures(pipeline.run_folder, self.budget, seed,
-                                                        pipeline.settings.device, pipeline.data)]
-            except CheckpointError as error:  # a figure row failed: the report says which rows are missing
-                figures = [f"no figures: {str(error).splitlines()[0]}"]
-            text, path = write_report(pipeline.run_folder, expected, self.budget)
-            outcome[seed] = {"report": str(path), "text": text, "figures": figures}
-        if len(self.seeds) > 1:  # as `repro reproduce --seeds`: mean ± SD per row, judged on seed means
-            text, path = write_seed_report(pipeline.budget_folder, list(self.seeds), expected, self.budget)
-            outcome[OVER_SEEDS] = {"report": str(path), "text": text, "figures": []}
-        return outcome
-
-    def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
-        return DelayedSubmission(self)
-
-
 @dataclass(frozen=True)
 class JobSpec:
     """One job of the plan: what runs, what it waits for, what it asks for."""
 
-    key: str  # "normal/seed0", "bn_params/seed1/READING+READING", "report"
+    key: str  # "normal/seed0", "bn_params/seed1", "report"
     name: str  # the scheduler's job name
     function: RowJob | ReportJob
     resources: Resources
@@ -165,30 +93,25 @@ class JobSpec:
     after_any: tuple[str, ...] = ()  # keys that must end first, however they ended
 
 
-def row_key(config_id: str, seed: int, readings: tuple[str, ...] = ()) -> str:
-    return f"{config_id}/seed{seed}" + (f"/{'+'.join(readings)}" if readings else "")
+def plan(config_ids: list[str], seeds: list[int], template: RowJob, resources: Resources) -> list[JobSpec]:
+    """The jobs of one submit, dependencies first: rows x seeds, then the report.
 
-
-def plan(config_ids: list[str], seeds: list[int], template: RowJob, resources: Resources,
-         reading_sets: list[tuple[str, ...]] = ((),)) -> list[JobSpec]:
-    """The jobs of one submit, dependencies first: rows x seeds x reading sets, then the report.
-
-    `template` carries what every row job shares (budget, out, device, data, run); NORMAL is
-    added where a fine-tuning row needs it (pipeline.dependency_order).
+    `template` carries what every row job shares (budget, out, device, data, run, readings); NORMAL
+    is added where a fine-tuning row needs it (pipeline.dependency_order).
     """
     if not seeds:
         raise ValueError("--seeds needs at least one seed")
     specs = []
-    for readings in reading_sets:
-        for seed in seeds:
-            for config in dependency_order(config_ids):
-                key = row_key(config.id, seed, readings)
-                job = dataclasses.replace(template, config_id=config.id, seed=seed, readings=tuple(readings))
-                after = (row_key(NORMAL.id, seed, readings),) if config.init == FROM_NORMAL else ()
-                specs.append(JobSpec(key, f"repro-{key.replace('/', '-')}", job, resources, after_ok=after))
+    for seed in seeds:
+        for config in dependency_order(config_ids):
+            key = row_key(config.id, seed)
+            job = dataclasses.replace(template, config_id=config.id, seed=seed)
+            after = (row_key(NORMAL.id, seed),) if config.init == FROM_NORMAL else ()
+            specs.append(JobSpec(key, f"repro-{key.replace('/', '-')}", job, resources, after_ok=after))
     report = ReportJob(template.budget, tuple(seeds), template.out, template.device, template.data_dir,
-                       template.allow_unverified_data)
-    report_resources = dataclasses.replace(resources, time_min=min(resources.time_min, REPORT_TIME_MIN))
+                       template.allow_unverified_data, variants=dict(template.variants))
+    report_resources = dataclasses.replace(resources, time_min=min(resources.time_min, REPORT_TIME_MIN),
+                                           signal_s=min(resources.signal_s, Resources.signal_s))
     specs.append(JobSpec("report", "repro-report", report, report_resources, after_any=tuple(s.key for s in specs)))
     return specs
 
@@ -212,13 +135,41 @@ def executor_for(spec: JobSpec, folder: Path, cluster: str, dependency: str | No
     return executor
 
 
-def submit_to_slurm(specs: list[JobSpec], folder: Path, cluster: str = "slurm") -> dict[str, submitit.Job]:
-    """Submit every job at once, each with its dependencies on the ones submitted before it."""
+def function_of(spec: JobSpec, specs: list[JobSpec], job_ids: dict[str, str], folder: Path):
+    """What `spec`'s job runs: the report job is told the row jobs' ids, to say why a row has no result."""
+    if isinstance(spec.function, ReportJob):
+        rows = [s for s in specs if not isinstance(s.function, ReportJob)]
+        return spec.function.given(tuple((s.key, job_ids.get(s.key), s.after_ok) for s in rows), folder)
+    return spec.function
+
+
+def submit_to_slurm(specs: list[JobSpec], folder: Path, cluster: str = "slurm",
+                    gpus_given: bool = True) -> dict[str, submitit.Job]:
+    """Submit every job at once, each with its dependencies on the ones submitted before it.
+
+    First checks that a node of the partition has the cores asked for (SubmitError otherwise); where sbatch
+    refuses a job, cancels the jobs this call queued and raises SubmitError: one line with sbatch's
+    reason and the option to change (`gpus_given`: whether --gpus was on the command line).
+    """
+    for resources in {spec.resources for spec in specs}:
+        check_cpus(resources.cpus, resources.partition)
     jobs: dict[str, submitit.Job] = {}
-    for spec in specs:
-        dependency = slurm_dependency(spec, {key: job.job_id for key, job in jobs.items()})
-        jobs[spec.key] = executor_for(spec, folder, cluster, dependency).submit(spec.function)
+    for number, spec in enumerate(specs, 1):
+        job_ids = {key: job.job_id for key, job in jobs.items()}
+        executor = executor_for(spec, folder, cluster, slurm_dependency(spec, job_ids))
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr; the error says it once
+                jobs[spec.key] = executor.submit(function_of(spec, specs, job_ids, folder))
+        except FailedJobError as refused:
+            raise SubmitError(refused_message(spec.key, number, len(specs), str(refused), list(job_ids.values()),
+                                              spec.resources.gpus, gpus_given)) from None
     return jobs
+
+
+def check_parallel(parallel: int) -> None:
+    """Refuse a local scheduler that could never start a job (ValueError, one line)."""
+    if parallel < 1:
+        raise ValueError(f"--local-parallel must be >= 1 (jobs run at once without Slurm), got {parallel}")
 
 
 def run_locally(specs: list[JobSpec], folder: Path, cluster: str = "local", parallel: int = 1,
@@ -229,8 +180,9 @@ def run_locally(specs: list[JobSpec], folder: Path, cluster: str = "local", para
     `after_ok` dependency did not succeed is skipped, as Slurm cancels it. `on_end(key, outcome)`
     is called as each job ends.
     """
+    check_parallel(parallel)
     outcomes: dict[str, tuple[str, object]] = {}
-    pending, running = list(specs), {}
+    pending, running, job_ids = list(specs), {}, {}
 
     def end(key, outcome):
         outcomes[key] = outcome
@@ -251,7 +203,8 @@ def run_locally(specs: list[JobSpec], folder: Path, cluster: str = "local", para
                 if failed:
                     end(spec.key, ("skipped", f"{', '.join(failed)} did not succeed"))
                 else:
-                    running[spec.key] = executor_for(spec, folder, cluster).submit(spec.function)
+                    job = executor_for(spec, folder, cluster).submit(function_of(spec, specs, job_ids, folder))
+                    running[spec.key], job_ids[spec.key] = job, job.job_id
             if not running and not progressed:
                 raise RuntimeError(f"jobs wait for jobs not in the plan: {', '.join(s.key for s in pending)}")
             # a DebugJob runs when asked, in this process; exception() runs it without pdb on failure

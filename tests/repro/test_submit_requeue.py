@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.ops.submit import Resources, RowJob, executor_for, plan
+from repro.ops.jobs import RowJob
+from repro.ops.submit import Resources, executor_for, plan
 from repro.runs.checkpoint import load_checkpoint
 from repro.verdicts.history import new_run
 from tests.conftest import make_micro_budget

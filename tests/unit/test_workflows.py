@@ -1,5 +1,7 @@
-"""The GitHub workflow files (.github/workflows) pass actionlint and run what the README runs (tox)."""
+"""The GitHub workflow files (.github/workflows) pass actionlint and run what the README runs (tox);
+the `repro submit` commands they and the README write out are valid."""
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -49,3 +51,26 @@ def test_nightly_runs_the_tier_once_over_all_seeds():
     text = (WORKFLOWS / "nightly.yml").read_text()
     assert text.count("tox -e repro") == 1 and 'REPRO_SEEDS="${SEEDS// /,}"' in text, \
         "one tier run over every seed (REPRO_SEEDS): xdist spreads (row, seed) pairs and Table 2 is judged on seed means"
+
+
+def documented_submit_commands() -> list[tuple[str, str]]:
+    """(file, command) for every `repro submit` command written out in the README and the nightly
+    workflow (backslash continuations joined, a leading `#` dropped)."""
+    found = []
+    for path in (ROOT / "README.md", WORKFLOWS / "nightly.yml"):
+        text = path.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            line = line.strip().lstrip("#").strip()
+            if line.startswith("repro submit ") or line.startswith("sudo repro submit "):
+                found.append((path.name, line.split("#  ")[0].split("  #")[0]))
+    return found
+
+
+@pytest.mark.parametrize("where, command", documented_submit_commands())
+def test_documented_submit_commands_are_valid(where, command):
+    from repro.cli.main import build_parser
+    from repro.cli.submit import resources_of
+
+    args = build_parser().parse_args(shlex.split(command)[1:])  # argparse exits 2 on an unknown flag
+    resources_of(args)  # and the resources it asks for pass their checks
+    assert args.command == "submit", f"{where}: {command}"

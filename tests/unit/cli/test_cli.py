@@ -242,9 +242,3 @@ def test_refusal_under_load_says_the_estimate_is_an_upper_bound(capsys, tmp_path
     code, _, err = run(capsys, "reproduce", "--budget", "paper", "--device", "cpu", "--data-dir", str(tmp_path),
                        "--download", "--out", str(tmp_path))
     assert code == 2 and "upper bound" in err and "load average 64.0" in err, err
-
-
-def test_submit_refuses_readings_it_would_not_run(capsys, tmp_path):
-    code, out, err = run(capsys, "submit", "--variant", "attack_bn=eval", "--out", str(tmp_path), "--cluster", "debug")
-    assert code == 2 and "--variant" in err and not any(tmp_path.iterdir()), (
-        f"submit must refuse a reading its jobs would silently drop, before submitting anything: {err}")

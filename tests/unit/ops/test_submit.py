@@ -14,7 +14,8 @@ from submitit.core.utils import DelayedSubmission
 
 import repro.runs.training
 from repro.cli.main import main
-from repro.ops.submit import JobSpec, Resources, RowJob, apply_readings, plan, run_locally, submit_to_slurm
+from repro.ops.jobs import SLURM_RESTARTS_ENV, RowJob
+from repro.ops.submit import JobSpec, Resources, plan, run_locally, submit_to_slurm
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
 from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.runs.pipeline import RunSettings, load_data
@@ -59,53 +60,26 @@ def test_plan_lists_dependencies_before_their_dependents():
     assert late == [], f"submitted before what they wait for: {late}"
 
 
-def test_reading_sets_are_jobs_of_their_own_with_their_own_normal():
-    specs = {s.key: s for s in plan(["bn_params"], [0], template(), Resources(), reading_sets=[(), ("x", "y")])}
-    assert specs["bn_params/seed0/x+y"].after_ok == ("normal/seed0/x+y",), specs.keys()
-    assert specs["bn_params/seed0/x+y"].function.readings == ("x", "y"), "the job carries its reading set"
-    with pytest.raises(ValueError, match="issue 10"):
-        apply_readings(NORMAL, ("x",))
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch):
-    """`sbatch` and `srun` on PATH that submit nothing: sbatch numbers its calls from 101."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text('#!/bin/sh\nn=$(( $(cat "$(dirname "$0")/count" 2>/dev/null || echo 100) + 1 ))\n'
-                                    'echo "$n" > "$(dirname "$0")/count"\necho "Submitted batch job $n"\n')
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    for tool in ("sbatch", "srun"):
-        (bin_dir / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
-    return tmp_path / "submitit"
-
-
-def sbatch_lines(folder, job_id):
-    text = (folder / job_id / f"{job_id}_submission.sh").read_text()
-    return dict(re.findall(r"#SBATCH --([\w-]+)=(\S+)", text))
-
-
 def test_slurm_scripts_ask_for_the_resources(fake_slurm):
     resources = Resources(gpus=2, cpus=6, mem_gb=40, time_min=300, partition="gpu", account="lab")
-    jobs = submit_to_slurm(plan(["normal"], [0], template(), resources), fake_slurm)
-    lines = sbatch_lines(fake_slurm, jobs["normal/seed0"].job_id)
+    jobs = submit_to_slurm(plan(["normal"], [0], template(), resources), fake_slurm.folder)
+    lines = fake_slurm.sbatch_lines(jobs["normal/seed0"].job_id)
     asked = {k: lines.get(k) for k in ("gpus-per-node", "cpus-per-task", "mem", "time", "partition", "account")}
     assert asked == {"gpus-per-node": "2", "cpus-per-task": "6", "mem": "40GB", "time": "300", "partition": "gpu",
                      "account": "lab"}, f"sbatch asks for {asked}"
     assert lines.get("signal", "").startswith("USR2@"), "submitit's pre-timeout signal drives the requeue"
-    assert sbatch_lines(fake_slurm, jobs["report"].job_id)["time"] == "60", "the report job asks for an hour"
+    assert fake_slurm.sbatch_lines(jobs["report"].job_id)["time"] == "60", "the report job asks for an hour"
 
 
 def test_slurm_dependencies_name_the_submitted_job_ids(fake_slurm):
-    jobs = submit_to_slurm(plan(["bn_params", "adv"], [0, 1], template(), Resources()), fake_slurm)
+    jobs = submit_to_slurm(plan(["bn_params", "adv"], [0, 1], template(), Resources()), fake_slurm.folder)
     ids = {key: job.job_id for key, job in jobs.items()}
     for seed in (0, 1):
-        lines = sbatch_lines(fake_slurm, ids[f"bn_params/seed{seed}"])
+        lines = fake_slurm.sbatch_lines(ids[f"bn_params/seed{seed}"])
         assert lines.get("dependency") == f"afterok:{ids[f'normal/seed{seed}']}", lines
         assert lines.get("kill-on-invalid-dep") == "yes", "a row whose NORMAL failed must not pend forever"
-        assert "dependency" not in sbatch_lines(fake_slurm, ids[f"adv/seed{seed}"]), "ADV waits for nothing"
-    report = sbatch_lines(fake_slurm, ids["report"])["dependency"]
+        assert "dependency" not in fake_slurm.sbatch_lines(ids[f"adv/seed{seed}"]), "ADV waits for nothing"
+    report = fake_slurm.sbatch_lines(ids["report"])["dependency"]
     assert report.startswith("afterany:") and set(report[9:].split(":")) == {i for k, i in ids.items() if k != "report"}, \
         f"the report waits for every row: {report}"
 
@@ -153,26 +127,34 @@ class Preempted(Exception):
 TINY = dict(n_train=64, batch_size=32, n_test=16, n_robust=8, eval_pgd_steps=1, autoattack_iterations=1, eval_batch_size=32)  # seconds, not minutes
 
 
-def test_requeued_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+def preempted_in_epoch_two(tmp_path, monkeypatch):
+    """A NORMAL row job submitted with --restart, stopped in its second epoch (the first attempt).
+
+    Returns (job, the budget, the list that later train_step calls append to, steps per epoch, run folder).
+    """
     budget = make_micro_budget(epochs_clean=2, **TINY)
     steps_per_epoch = budget.n_train // budget.batch_size
     job = dataclasses.replace(template(tmp_path, budget), config_id="normal", restart=True)
     real_step, calls = repro.runs.training.train_step, []
 
-    def preempted_in_epoch_two(*args, **kwargs):
+    def stopped(*args, **kwargs):
         if len(calls) == 2 * steps_per_epoch - 1:
             raise Preempted
         calls.append(1)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(repro.runs.training, "train_step", preempted_in_epoch_two)
+    monkeypatch.setattr(repro.runs.training, "train_step", stopped)
     with pytest.raises(Preempted):
         job()
     folder = tmp_path / budget.run_name / "seed0" / "normal"
     assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == 1, "the first attempt left epoch 1's checkpoint"
-
     calls.clear()
     monkeypatch.setattr(repro.runs.training, "train_step", lambda *a, **k: (calls.append(1), real_step(*a, **k))[1])
+    return job, budget, calls, steps_per_epoch, folder
+
+
+def test_requeued_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    job, budget, calls, steps_per_epoch, folder = preempted_in_epoch_two(tmp_path, monkeypatch)
     requeued = DelayedSubmission(job)._checkpoint_function()  # what submitit calls on preemption or time-out
     outcome = requeued.result()
     assert len(calls) == steps_per_epoch, f"the requeued job trains the remaining epoch only, not {len(calls)} steps"
@@ -182,6 +164,17 @@ def test_requeued_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     resumed = torch.load(folder / "checkpoint.pt", weights_only=True)["model"]
     assert state_fingerprint(resumed) == state_fingerprint(reference.state_dict()), \
         "preempted and resumed ends with the weights of an uninterrupted run"
+
+
+def test_row_requeued_by_slurm_alone_resumes_even_when_submitted_with_restart(tmp_path, monkeypatch):
+    # `scontrol requeue`, or a preemption without the user signal: Slurm reruns the job as submitted
+    # (restart=True, attempt 1), and only its environment says it is a rerun.
+    job, _, calls, steps_per_epoch, _ = preempted_in_epoch_two(tmp_path, monkeypatch)
+    monkeypatch.setenv(SLURM_RESTARTS_ENV, "1")
+    outcome = job()
+    assert len(calls) == steps_per_epoch, \
+        f"a rerun must resume from the first attempt's checkpoint, not restart: trained {len(calls)} steps"
+    assert outcome["attempt"] == 2, f"the rerun is the second attempt: {outcome['attempt']}"
 
 
 def test_cli_submit_runs_rows_in_order_then_the_report_and_records_the_night(tmp_path, capsys):
