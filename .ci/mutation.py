@@ -61,10 +61,13 @@ def run_module(module: str) -> dict:
     work.mkdir(parents=True)
     for name in ("repro", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", work)  # pytest's markers and options; mutmut reads setup.cfg
+    # pytest's markers and options (mutmut reads setup.cfg), and the files tests read from the root
+    for name in ("pyproject.toml", "expected_results.json", "README.md"):
+        shutil.copy(ROOT / name, work)
     (work / "setup.cfg").write_text(
         "[mutmut]\nsource_paths = repro\n"
         f"only_mutate = repro/{path}.py\n"
+        "also_copy =\n    expected_results.json\n    README.md\n"
         "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests)
         + "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -x\n"
     )
