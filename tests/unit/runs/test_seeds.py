@@ -4,7 +4,7 @@ import pytest
 
 from repro.paper.budgets import SMOKE
 from repro.runs.pipeline import RunSettings
-from repro.runs.seeds import for_each_seed, mean_records, missing_seeds, parse_seeds, seed_values
+from repro.runs.seeds import check_seeds, for_each_seed, mean_records, missing_seeds, parse_seeds, seed_values
 
 
 def record(clean, robust, version="custom"):
@@ -74,3 +74,16 @@ def test_mean_records_pool_series_in_seed_order():
     means = mean_records(per_seed, [1, 0])
     assert means["normal"]["series"] == {"confidence_pgd": [1, 1.5, 0, 0.5]}, (
         f"series (distances, per-layer counts) must read every seed's values, in seed order: {means['normal']}")
+
+
+def test_no_seed_is_refused_saying_how_to_give_one():
+    with pytest.raises(ValueError, match=r"^give at least one seed, e\.g\. --seeds 0 1 2$"):
+        check_seeds([])  # the message is all the user reads: it must say what to type
+
+
+@pytest.mark.parametrize("seeds", [[True], [1.5], ["1"]], ids=["bool", "float", "text"])
+def test_seeds_that_are_not_integers_are_refused(seeds):
+    # True would run as seed 1 and 1.5 would name a folder seed1.5: neither is a seed a user can rerun.
+    with pytest.raises(ValueError, match="seeds must be non-negative integers"):
+        check_seeds(seeds)
+
