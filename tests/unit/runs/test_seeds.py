@@ -87,3 +87,14 @@ def test_seeds_that_are_not_integers_are_refused(seeds):
     with pytest.raises(ValueError, match="seeds must be non-negative integers"):
         check_seeds(seeds)
 
+
+def test_seed_values_name_a_seed_without_any_result_as_missing():
+    values = seed_values({0: {"normal": record(4.0, 99.0)}}, [0, 1], "normal", "clean_error")
+    assert values.missing == (1,) and values.mean is None, (
+        f"seed 1 has no results at all (e.g. its folder is empty): it is missing, not an error: {values}")
+
+
+def test_missing_seeds_name_a_seed_without_any_result():
+    missing = missing_seeds({0: {"normal": record(4.0, 99.0)}}, [0, 1])
+    assert missing["normal"] == [1], f"seed 1 has no results at all: every row lacks it, got {missing}"
+
