@@ -98,3 +98,23 @@ def test_missing_seeds_name_a_seed_without_any_result():
     missing = missing_seeds({0: {"normal": record(4.0, 99.0)}}, [0, 1])
     assert missing["normal"] == [1], f"seed 1 has no results at all: every row lacks it, got {missing}"
 
+
+def test_mean_records_of_one_seed_are_that_seeds_numbers():
+    per_seed = {3: {"normal": {**record(4.0, 99.0), "series": {"confidence_pgd": [0.25, 0.5]}}}}
+    means = mean_records(per_seed, [3])
+    assert means["normal"]["metrics"] == {"clean_error": 4.0, "autoattack_error": 99.0, "n_clean": 900} and \
+        means["normal"]["series"] == {"confidence_pgd": [0.25, 0.5]}, (
+            f"a mean over one seed is that seed's metrics and series: {means.get('normal')}")
+
+
+def test_mean_records_leave_out_a_series_that_a_seed_lacks():
+    per_seed = {0: {"normal": {**record(4.0, 99.0), "series": {"confidence_pgd": [0.5]}}},
+                1: {"normal": record(5.0, 100.0)}}  # seed 1's record has no series at all
+    means = mean_records(per_seed, [0, 1])
+    assert means["normal"]["series"] == {}, (
+        f"a series only seed 0 has must not be pooled as if it covered both seeds: {means['normal']['series']}")
+
+
+def test_mean_records_name_the_seeds_they_average():
+    means = mean_records(PER_SEED, [0, 1, 2])
+    assert means["normal"]["seeds"] == [0, 1, 2], f"a seed mean must say which seeds it averages: {means['normal']}"
