@@ -33,9 +33,8 @@ def wasserstein1(a: Sequence[float], b: Sequence[float]) -> float:
     confidences: probability). Written in numpy (the integral of |F_a - F_b| over the merged
     support) rather than taking scipy as a dependency for one function.
     """
-    a, b = _finite(a, "first sample"), _finite(b, "second sample")
-    a.sort()
-    b.sort()
+    # np.sort copies: sorting in place would reorder a float64 array the caller passed (no copy is made for it)
+    a, b = np.sort(_finite(a, "first sample")), np.sort(_finite(b, "second sample"))
     support = np.concatenate([a, b])
     support.sort()
     widths = np.diff(support)  # F_a - F_b is constant between consecutive support points

@@ -57,3 +57,11 @@ def test_fraction_counts_positions_by_hand(op, count):
 def test_fraction_needs_the_same_positions():
     with pytest.raises(ValueError, match="same number of positions"):
         fraction_where([1.0, 2.0], "<", [1.0])
+
+
+def test_wasserstein1_leaves_the_callers_arrays_in_their_order():
+    a, b = np.array([0.9, 0.1, 0.5]), np.array([[0.3, 0.2], [0.8, 0.0]])
+    a_before, b_before = a.copy(), b.copy()
+    wasserstein1(a, b)
+    assert np.array_equal(a, a_before) and np.array_equal(b, b_before), (
+        f"a distance must not reorder its inputs (position i is image i or layer i for whoever reads them next): {a}, {b}")
