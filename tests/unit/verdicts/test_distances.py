@@ -65,3 +65,27 @@ def test_wasserstein1_leaves_the_callers_arrays_in_their_order():
     wasserstein1(a, b)
     assert np.array_equal(a, a_before) and np.array_equal(b, b_before), (
         f"a distance must not reorder its inputs (position i is image i or layer i for whoever reads them next): {a}, {b}")
+
+
+@pytest.mark.parametrize("a, b, message", [
+    ([], [0.5], "^first sample is empty"), ([0.5], [], "^second sample is empty"),
+    ([float("nan")], [0.5], "^first sample holds non-finite"), ([0.5], [float("inf")], "^second sample holds non-finite"),
+])
+def test_wasserstein1_says_which_sample_is_bad(a, b, message):
+    # The caller (a claim, Figure 3) passes two models' outputs: the message must say which one to look at.
+    with pytest.raises(ValueError, match=message):
+        wasserstein1(a, b)
+
+
+@pytest.mark.parametrize("a, b, message", [
+    ([], [0.5], "^first series is empty"), ([0.5], [], "^second series is empty"),
+    ([float("nan")], [0.5], "^first series holds non-finite"), ([0.5], [float("inf")], "^second series holds non-finite"),
+])
+def test_fraction_says_which_series_is_bad(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        fraction_where(a, "<", b)
+
+
+def test_fraction_refuses_an_unknown_operator_naming_the_ones_it_knows():
+    with pytest.raises(ValueError, match=r"^op must be one of \['<', '<=', '>', '>='\], got '=='$"):
+        fraction_where([1.0], "==", [1.0])
