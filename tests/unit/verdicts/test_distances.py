@@ -67,6 +67,15 @@ def test_wasserstein1_leaves_the_callers_arrays_in_their_order():
         f"a distance must not reorder its inputs (position i is image i or layer i for whoever reads them next): {a}, {b}")
 
 
+def test_wasserstein1_of_float32_samples_equals_that_of_their_stored_values():
+    # Figure 3 passes float32 confidences straight from softmax; a claim recomputes W1 from the same
+    # confidences read back from JSON (Python floats). Both must give one number, not two roundings.
+    # Confidences far apart, so a gap between them computed in float32 would be rounded.
+    a, b = np.array([0.1, 0.95], dtype=np.float32), np.array([0.7, 0.3], dtype=np.float32)
+    assert wasserstein1(a, b) == wasserstein1(a.tolist(), b.tolist()), (
+        f"W1 of float32 samples {wasserstein1(a, b)!r} != W1 of their values {wasserstein1(a.tolist(), b.tolist())!r}")
+
+
 @pytest.mark.parametrize("a, b, message", [
     ([], [0.5], "^first sample is empty"), ([0.5], [], "^second sample is empty"),
     ([float("nan")], [0.5], "^first sample holds non-finite"), ([0.5], [float("inf")], "^second sample holds non-finite"),
