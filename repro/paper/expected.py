@@ -84,12 +84,11 @@ def _quantity(path, where, quantity):
     names, length = DERIVED[form]
     if not isinstance(items, list) or len(items) != length:
         _fail(path, f"{where}.{form}", f"must list {length} items, got {items!r}")
-    if form == "fraction":
-        if items[1] not in OPERATORS:
-            _fail(path, f"{where}.fraction[1]", f"must be one of {list(OPERATORS)}, got {items[1]!r}")
-        items = [items[0], items[2]]
+    if form == "fraction" and items[1] not in OPERATORS:
+        _fail(path, f"{where}.fraction[1]", f"must be one of {list(OPERATORS)}, got {items[1]!r}")
     for index, ref in enumerate(items):
-        _reference(path, f"{where}.{form}[{index}]", ref, names)
+        if form != "fraction" or index != 1:  # a fraction's [1] is its operator, checked above
+            _reference(path, f"{where}.{form}[{index}]", ref, names)
 
 
 def _check(path, where, check):
