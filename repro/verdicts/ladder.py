@@ -101,6 +101,11 @@ def render_ladder(expected: dict, records: dict[str, dict], labels: dict[str, st
             continue
         cells = " | ".join(outcomes[e] for e in epochs)
         out.append(f"| {claim['id']} | {cells} | {claim['sentence']} ({claim['source']}) |")
+    earlier = [f"{labels.get(c, c)} at epoch {at} for epoch {e}" for e in epochs
+               for c, at in results_at(records, e)[1].items() if at != e]
+    if earlier:
+        out += ["", "A row without a point at an epoch is judged at its last point before it (its training had "
+                    "ended, or kept no weights then): " + "; ".join(earlier) + "."]
     if unjudged:
         out += ["", "Not judged at any point, their rows are in none of these folders: " + "; ".join(unjudged) + "."]
     return "\n".join(out) + "\n"

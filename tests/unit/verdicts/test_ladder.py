@@ -57,6 +57,12 @@ def test_claims_whose_rows_are_all_absent_are_named_once_not_tabled():
     assert "adv_bn_only_no_meaningful_robustness (missing (adv_bn_only))" in text, "it is named as not judged"
 
 
+def test_the_claims_table_says_which_row_was_judged_at_an_earlier_point():
+    text = render_ladder(EXPECTED, laddered(), {"adv": "ADV"}, "ladder")
+    assert "ADV at epoch 4 for epoch 8" in text, (
+        "a claim at epoch 8 read ADV's last point (epoch 4); the table must not let a reader think ADV ran 8")
+
+
 def test_repro_ladder_lists_and_draws_one_row_under_two_readings(tmp_path, capsys):
     """Two run folders with BN PARAMS under two readings: both ladders are listed (and drawn), the claims
     judge the first folder's."""
