@@ -2,9 +2,14 @@
 
 import copy
 import json
+import math
 import multiprocessing
+import os
+import re
 import subprocess
+import time
 from dataclasses import asdict, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -40,6 +45,42 @@ def hashed(weights="w1", hardware=HARDWARE, data="d1", **changes):
 
 def night(date, commit="a" * 40):
     return {"run": f"run-{date}", "date": date, "commit": commit}
+
+
+def without(mapping: dict, *keys) -> dict:
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+@pytest.fixture
+def local_time_not_utc():
+    """The process's local time zone five hours west of UTC for the test, restored afterwards."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "EST+05"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_a_new_night_is_dated_now_in_utc(local_time_not_utc):
+    started = math.floor(time.time())
+    date = new_run()["date"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(date)), \
+        f"a night's date is an ISO 8601 UTC timestamp, the key nights sort by: {date!r}"
+    stamp = datetime.strptime(date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    assert started <= stamp <= time.time(), (
+        f"the date is now in UTC, not in the machine's local time ({time.tzname}), so nights run on clusters "
+        f"in other time zones sort as they ran: {date}")
+
+
+def test_a_night_keeps_the_run_id_given_else_is_named_by_its_date():
+    given, unnamed = new_run("night-1"), new_run()
+    assert given["run"] == "night-1", f"REPRO_RUN_ID makes several processes one night: kept as given: {given}"
+    assert re.fullmatch(re.escape(unnamed["date"]) + r"-[0-9a-f]{8}", str(unnamed["run"])), (
+        f"a night without an id is named by its date and 8 random hex digits (two started in one second differ): {unnamed}")
 
 
 def test_entries_carry_every_field_per_numeric_metric():
