@@ -7,12 +7,14 @@ import multiprocessing
 import os
 import re
 import subprocess
+import threading
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from repro.cli.main import main
 from repro.paper.budgets import SMOKE
@@ -94,6 +96,22 @@ def test_entries_carry_every_field_per_numeric_metric():
     assert entries[0]["wall_seconds"] == 12.5 and entries[0]["readings"] == ["attack_bn=eval"], entries[0]
 
 
+@pytest.mark.parametrize("wall, seconds", [({"train": 10.0, "eval_total": 2.5}, 12.5), ({"train": 10.0}, 10.0),
+                                           ({"eval_total": 2.5}, 2.5), ({}, 0.0), (None, 0.0)],
+                         ids=["both", "train-only", "eval-only", "empty", "absent"])
+def test_wall_time_is_training_plus_evaluation_a_missing_part_counting_zero(wall, seconds):
+    rec = without(record(), "wall_seconds") | ({"wall_seconds": wall} if wall is not None else {})
+    (entry, *_) = entries_of(rec, night("2025-01-01T00:00:00Z"))
+    assert entry["wall_seconds"] == seconds, f"wall time of {wall} must be {seconds} s: {entry['wall_seconds']}"
+
+
+def test_a_record_without_its_commit_is_credited_to_the_nights():
+    rec = record()
+    rec["provenance"] = without(rec["provenance"], "git_commit")
+    (entry, *_) = entries_of(rec, night("2025-01-01T00:00:00Z", commit="a" * 40))
+    assert entry["commit"] == "a" * 40, f"a record that names no commit was computed by the code the night ran: {entry}"
+
+
 def test_overrides_are_recorded_against_the_registered_budget():
     broken = replace(SMOKE, train_attack_step_size=0.0)
     (entry, *_) = entries_of(record(budget=broken), night("2025-01-01T00:00:00Z"))
@@ -117,6 +135,27 @@ def test_appended_nights_read_back_in_order(tmp_path):
     append_results(path, [record(aa=66.0)], run=night("2025-01-01T00:00:00Z"))
     values = [e["value"] for e in read_history(path) if e["metric"] == "autoattack_error"]
     assert values == [65.0, 66.0], f"entries are appended, never rewritten: {values}"
+
+
+def test_appending_creates_the_out_folder_and_its_parents(tmp_path):
+    path = tmp_path / "new" / "out" / "history.jsonl"
+    append_results(path, [record()], run=night("2025-01-01T00:00:00Z"))
+    assert len(read_history(path)) == 4, "the first night of a new --out folder creates it, parents included"
+
+
+@pytest.mark.parametrize("access", [lambda path: append_results(path, [record()], run=night("2025-01-02T00:00:00Z")),
+                                    read_history], ids=["append", "read"])
+def test_the_store_is_written_and_read_under_its_lock(tmp_path, access):
+    path = tmp_path / "history.jsonl"
+    append_results(path, [record()], run=night("2025-01-01T00:00:00Z"))
+    finished = threading.Event()
+    worker = threading.Thread(target=lambda: (access(path), finished.set()))
+    with FileLock(str(path) + ".lock"):  # another run appending its batch
+        worker.start()
+        waited = not finished.wait(0.1)
+    worker.join(timeout=30)
+    assert waited and finished.is_set(), (
+        "appends and reads wait for history.jsonl.lock, the lock every run takes, so no batch is torn or read half-written")
 
 
 def band(metric="autoattack_error", row="adv", value=50.0, n=256, model=None):
