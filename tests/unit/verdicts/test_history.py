@@ -192,6 +192,34 @@ def test_noisier_row_kind_gets_a_wider_band():
         "the band carries the row kind's seed-to-seed prior"
 
 
+def binomial_points(percent, n):
+    """The binomial standard error of an error rate, in points, written out here independently of error_model."""
+    return 100 * math.sqrt(percent / 100 * (1 - percent / 100) / n)
+
+
+@pytest.mark.parametrize("metric, row, prior", [
+    ("clean_error", "adv", ("adversarial_from_scratch", "clean_error")),
+    ("pgd_error", "adv", ("adversarial_from_scratch", "robust_error")),
+    ("autoattack_error", "adv", ("adversarial_from_scratch", "robust_error")),
+    ("autoattack_error", "not_a_table2_row", None),
+], ids=["clean", "pgd", "autoattack", "row-without-prior"])
+def test_band_is_z_times_both_nights_binomial_error_and_the_row_kinds_prior(metric, row, prior):
+    em = load_expected()["error_model"]
+    sd = em["seed_sd_priors"][prior[0]][prior[1]]["value"] if prior else 0.0
+    # 40% on 100 examples, then 60% on 400: both at their mean rate, 50%, each at its own n
+    expected = em["z"]["value"] * math.sqrt(binomial_points(50, 100) ** 2 + binomial_points(50, 400) ** 2 + 2 * sd ** 2)
+    got = allowed_move(metric, row, {"value": 40.0, "n": 100}, {"value": 60.0, "n": 400})
+    assert got == pytest.approx(expected), (
+        f"allowed = z*sqrt(se(p, n_before)^2 + se(p, n_after)^2 + 2*sd^2), sd the {prior} prior "
+        f"(none for a row outside Table 2): {got} != {expected}")
+
+
+@pytest.mark.parametrize("n_before, n_after", [(None, 256), (256, None), (0, 256), (256, 0)])
+def test_an_error_rate_without_its_example_count_on_either_night_has_no_band(n_before, n_after):
+    got = allowed_move("autoattack_error", "adv", {"value": 50.0, "n": n_before}, {"value": 60.0, "n": n_after})
+    assert got is None, f"without both nights' n there is no binomial band: never flagged (n {n_before} -> {n_after}): {got}"
+
+
 def test_metrics_that_are_not_error_rates_have_no_band():
     assert band("pgd_cross_entropy") is None, "only error rates have a band"
 
@@ -204,6 +232,21 @@ def test_move_is_flagged_just_outside_the_band(direction, delta, flagged):
                + entries_of(record(aa=50.0 + move / 2), night("2025-01-02T00:00:00Z")))
     found = [(m.series.row, m.series.metric) for m in moves(entries)]
     assert found == ([("adv", "autoattack_error")] if flagged else []), f"move of ±(band{delta:+}) flagged: {found}"
+
+
+def test_a_move_exactly_the_band_is_not_flagged():
+    def allowed(before, after):
+        return allowed_move("autoattack_error", "adv", {"value": before, "n": 256}, {"value": after, "n": 256})
+
+    # about the band's width apart around 50%, where the band hardly changes with the rates: pairs whose
+    # difference equals, to the last bit, the band allowed_move gives them
+    half = band(value=50.0) / 2
+    candidates = ((b, b + allowed(b, b + 2 * half)) for b in (50.0 - half + i * 2.0 ** -30 for i in range(64)))
+    before, after = next(((b, a) for b, a in candidates if a - b == allowed(b, a)), (None, None))
+    assert before is not None, "precondition: a pair of rates exactly the band apart"
+    found = moves(entries_of(record(aa=before), night("2025-01-01T00:00:00Z"))
+                  + entries_of(record(aa=after), night("2025-01-02T00:00:00Z")))
+    assert found == [], f"only a move larger than allowed is flagged, not one of exactly the band ({after - before}): {found}"
 
 
 def test_only_consecutive_nights_are_compared():
