@@ -19,7 +19,8 @@ from filelock import FileLock
 from repro.cli.main import main
 from repro.paper.budgets import SMOKE
 from repro.paper.expected import load_expected
-from repro.verdicts.history import allowed_move, append_results, entries_of, moves, new_run, read_history
+from repro.verdicts.history import (allowed_move, append_results, entries_of, moves, new_run, read_history, recent,
+                                    weight_comparisons)
 from repro.verdicts.history_text import commits_between, render_history
 
 ENTRY_FIELDS = {"date", "run", "commit", "run_commit", "budget", "overrides", "readings", "modes", "selfcheck", "seed",
@@ -270,6 +271,31 @@ def test_training_overrides_are_their_own_series():
     assert moves(entries) == [], "a night with --set epochs_finetune=3 is not compared with the registered budget's"
 
 
+def test_other_values_of_one_override_are_other_series():
+    entries = two_nights(record(aa=60.0, budget=replace(SMOKE, epochs_finetune=3)),
+                         record(aa=95.0, budget=replace(SMOKE, epochs_finetune=5)))
+    assert moves(entries) == [], "--set epochs_finetune=5 is not compared with --set epochs_finetune=3"
+
+
+# Fields an entry may lack: written since issue 27 (modes, selfcheck, run_commit, inputs), or left out of a
+# hand-written entry (overrides, readings); their absence means the registered budget's defaults.
+OPTIONAL_FIELDS = ("overrides", "readings", "modes", "selfcheck", "run_commit", "inputs")
+
+
+def test_an_older_entry_is_in_the_default_series():
+    entries = ([without(e, *OPTIONAL_FIELDS) for e in entries_of(record(aa=60.0), night("2025-01-01T00:00:00Z"))]
+               + entries_of(record(aa=95.0), night("2025-01-02T00:00:00Z")))
+    found = [(m.series.row, m.series.metric) for m in moves(entries)]
+    assert found == [("adv", "autoattack_error")], (
+        f"a night recorded without the optional fields is compared with tonight's run of the defaults: {found}")
+
+
+def test_an_older_history_still_renders():
+    text = render_history([without(e, *OPTIONAL_FIELDS) for e in two_nights(record(), record())])
+    assert "#1 2025-01-01T00:00:00Z  commit bbbbbbbbbbbb" in text and "cannot be compared" in text, (
+        f"nights written before issue 27 show the commit they recorded, and weights they lack are said, not compared:\n{text}")
+
+
 def test_a_mode_a_selfcheck_approved_stays_in_the_default_series():
     approved = record(aa=95.0, budget=replace(SMOKE, compile=True), selfcheck={"mode": "compiled", "compile": True})
     found = [(m.series.row, m.series.metric) for m in moves(two_nights(record(aa=60.0), approved))]
@@ -292,6 +318,62 @@ def test_history_shows_the_modes_of_a_night():
     approved = record(budget=replace(SMOKE, compile=True), selfcheck={"mode": "compiled"})
     text = render_history(two_nights(record(), approved))
     assert "modes: compile (approved by a selfcheck)" in text, text
+
+
+def night_line(text: str, index: int = 1) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"  #{index} "))
+
+
+def test_history_shows_the_commit_a_night_ran_at_and_where_reused_numbers_came_from():
+    line = night_line(render_history(entries_of(record(commit="c" * 40), night("2025-01-01T00:00:00Z", commit="a" * 40))))
+    assert "commit aaaaaaaaaaaa" in line and "numbers also from cccccccccccc" in line, (
+        f"the night is named by the commit it ran at; numbers computed at another (a reused result) say so: {line}")
+
+
+def test_history_shows_the_seeds_of_a_night():
+    run = night("2025-01-01T00:00:00Z")
+    line = night_line(render_history(entries_of(record(seed=1), run) + entries_of(record(seed=0), run)))
+    assert "seeds 0 1" in line, f"a night lists the seeds it ran: {line}"
+
+
+def test_history_shows_a_mode_no_selfcheck_approved():
+    line = night_line(render_history(entries_of(record(budget=replace(SMOKE, compile=True)), night("2025-01-01T00:00:00Z"))))
+    assert "modes: compile (no selfcheck)" in line, f"a mode nobody approved is marked so on its night: {line}"
+
+
+def test_history_table_lists_table2_rows_then_error_rates_in_the_papers_order_then_seeds():
+    run = night("2025-01-01T00:00:00Z")
+    entries = [e for row in ("adv", "a_custom_row", "normal") for seed in (1, 0)
+               for e in entries_of(record(row=row, seed=seed), run)]
+    lines = render_history(entries).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("budget ")) + 2  # past the header and its rule
+    shown = [tuple(line.split()[1:4]) for line in lines[start:lines.index("", start)]]
+    expected = [(row, metric, str(seed)) for row in ("normal", "adv", "a_custom_row")
+                for metric in ("clean_error", "pgd_error", "autoattack_error") for seed in (0, 1)]
+    assert shown == expected, (
+        f"rows in Table 2's order (others after), each row's error rates clean, PGD, AutoAttack, then seeds: {shown}")
+
+
+def test_a_weight_comparison_is_of_the_record_not_of_one_metric():
+    found = weight_comparisons(two_nights(hashed(weights="1" * 64), hashed(weights="2" * 64)))
+    assert [(c.series.row, c.series.seed, c.series.metric) for c in found] == [("adv", 0, "")], (
+        f"every metric of a record shares its weights: one comparison per row and seed, naming no metric: {found}")
+
+
+def nights_of(count: int) -> list[dict]:
+    return [e for day in range(1, count + 1) for e in entries_of(record(), night(f"2025-01-{day:02d}T00:00:00Z"))]
+
+
+def test_recent_is_the_last_five_nights_by_default():
+    runs = sorted({e["run"] for e in recent(nights_of(6))})
+    assert runs == [f"run-2025-01-{day:02d}T00:00:00Z" for day in range(2, 7)], \
+        f"by default the last five nights, as `repro history` shows: {runs}"
+
+
+def test_recent_keeps_only_the_metrics_asked_of_the_last_nights():
+    kept = [(e["run"], e["metric"]) for e in recent(nights_of(2), last=1, metrics=("clean_error",))]
+    assert kept == [("run-2025-01-02T00:00:00Z", "clean_error")], \
+        f"the last night's entries of the metrics asked, nothing of earlier nights or other metrics: {kept}"
 
 
 def test_seeds_and_rows_are_separate_series():
