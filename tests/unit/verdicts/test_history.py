@@ -296,6 +296,17 @@ def test_an_older_history_still_renders():
         f"nights written before issue 27 show the commit they recorded, and weights they lack are said, not compared:\n{text}")
 
 
+@pytest.mark.parametrize("older", [0, 1], ids=["older-first", "older-second"])
+def test_a_night_recorded_without_inputs_beside_one_with_them_cannot_be_compared(older):
+    # e.g. a night run from a checkout before issue 24, before or after one that hashed its weights
+    pair = [entries_of(hashed(weights="1" * 64), night("2025-01-01T00:00:00Z")),
+               entries_of(hashed(weights="2" * 64), night("2025-01-02T00:00:00Z"))]
+    pair[older] = [without(e, "inputs") for e in pair[older]]
+    text = render_history(pair[0] + pair[1])
+    assert "1 pair(s) of nights cannot be compared" in text and "NON-DETERMINISTIC" not in text, (
+        f"a night without the weight, data and hardware hashes is said not comparable, whichever night lacks them:\n{text}")
+
+
 def test_a_mode_a_selfcheck_approved_stays_in_the_default_series():
     approved = record(aa=95.0, budget=replace(SMOKE, compile=True), selfcheck={"mode": "compiled", "compile": True})
     found = [(m.series.row, m.series.metric) for m in moves(two_nights(record(aa=60.0), approved))]
