@@ -2,17 +2,25 @@
 
 import copy
 import json
+import math
 import multiprocessing
+import os
+import re
 import subprocess
+import threading
+import time
 from dataclasses import asdict, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from repro.cli.main import main
 from repro.paper.budgets import SMOKE
 from repro.paper.expected import load_expected
-from repro.verdicts.history import allowed_move, append_results, entries_of, moves, new_run, read_history
+from repro.verdicts.history import (allowed_move, append_results, entries_of, moves, new_run, read_history, recent,
+                                    weight_comparisons)
 from repro.verdicts.history_text import commits_between, render_history
 
 ENTRY_FIELDS = {"date", "run", "commit", "run_commit", "budget", "overrides", "readings", "modes", "selfcheck", "seed",
@@ -42,6 +50,42 @@ def night(date, commit="a" * 40):
     return {"run": f"run-{date}", "date": date, "commit": commit}
 
 
+def without(mapping: dict, *keys) -> dict:
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+@pytest.fixture
+def local_time_not_utc():
+    """The process's local time zone five hours west of UTC for the test, restored afterwards."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "EST+05"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_a_new_night_is_dated_now_in_utc(local_time_not_utc):
+    started = math.floor(time.time())
+    date = new_run()["date"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(date)), \
+        f"a night's date is an ISO 8601 UTC timestamp, the key nights sort by: {date!r}"
+    stamp = datetime.strptime(date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    assert started <= stamp <= time.time(), (
+        f"the date is now in UTC, not in the machine's local time ({time.tzname}), so nights run on clusters "
+        f"in other time zones sort as they ran: {date}")
+
+
+def test_a_night_keeps_the_run_id_given_else_is_named_by_its_date():
+    given, unnamed = new_run("night-1"), new_run()
+    assert given["run"] == "night-1", f"REPRO_RUN_ID makes several processes one night: kept as given: {given}"
+    assert re.fullmatch(re.escape(unnamed["date"]) + r"-[0-9a-f]{8}", str(unnamed["run"])), (
+        f"a night without an id is named by its date and 8 random hex digits (two started in one second differ): {unnamed}")
+
+
 def test_entries_carry_every_field_per_numeric_metric():
     entries = entries_of(record(variants={"attack_bn": "eval"}), night("2025-01-01T00:00:00Z"))
     assert {e["metric"] for e in entries} == {"clean_error", "pgd_error", "autoattack_error", "pgd_cross_entropy"}, \
@@ -51,6 +95,22 @@ def test_entries_carry_every_field_per_numeric_metric():
     assert n == {"clean_error": 512, "pgd_error": 256, "autoattack_error": 256, "pgd_cross_entropy": None}, \
         f"error rates carry the examples they were measured on: {n}"
     assert entries[0]["wall_seconds"] == 12.5 and entries[0]["readings"] == ["attack_bn=eval"], entries[0]
+
+
+@pytest.mark.parametrize("wall, seconds", [({"train": 10.0, "eval_total": 2.5}, 12.5), ({"train": 10.0}, 10.0),
+                                           ({"eval_total": 2.5}, 2.5), ({}, 0.0), (None, 0.0)],
+                         ids=["both", "train-only", "eval-only", "empty", "absent"])
+def test_wall_time_is_training_plus_evaluation_a_missing_part_counting_zero(wall, seconds):
+    rec = without(record(), "wall_seconds") | ({"wall_seconds": wall} if wall is not None else {})
+    (entry, *_) = entries_of(rec, night("2025-01-01T00:00:00Z"))
+    assert entry["wall_seconds"] == seconds, f"wall time of {wall} must be {seconds} s: {entry['wall_seconds']}"
+
+
+def test_a_record_without_its_commit_is_credited_to_the_nights():
+    rec = record()
+    rec["provenance"] = without(rec["provenance"], "git_commit")
+    (entry, *_) = entries_of(rec, night("2025-01-01T00:00:00Z", commit="a" * 40))
+    assert entry["commit"] == "a" * 40, f"a record that names no commit was computed by the code the night ran: {entry}"
 
 
 def test_overrides_are_recorded_against_the_registered_budget():
@@ -76,6 +136,27 @@ def test_appended_nights_read_back_in_order(tmp_path):
     append_results(path, [record(aa=66.0)], run=night("2025-01-01T00:00:00Z"))
     values = [e["value"] for e in read_history(path) if e["metric"] == "autoattack_error"]
     assert values == [65.0, 66.0], f"entries are appended, never rewritten: {values}"
+
+
+def test_appending_creates_the_out_folder_and_its_parents(tmp_path):
+    path = tmp_path / "new" / "out" / "history.jsonl"
+    append_results(path, [record()], run=night("2025-01-01T00:00:00Z"))
+    assert len(read_history(path)) == 4, "the first night of a new --out folder creates it, parents included"
+
+
+@pytest.mark.parametrize("access", [lambda path: append_results(path, [record()], run=night("2025-01-02T00:00:00Z")),
+                                    read_history], ids=["append", "read"])
+def test_the_store_is_written_and_read_under_its_lock(tmp_path, access):
+    path = tmp_path / "history.jsonl"
+    append_results(path, [record()], run=night("2025-01-01T00:00:00Z"))
+    finished = threading.Event()
+    worker = threading.Thread(target=lambda: (access(path), finished.set()))
+    with FileLock(str(path) + ".lock"):  # another run appending its batch
+        worker.start()
+        waited = not finished.wait(0.1)
+    worker.join(timeout=30)
+    assert waited and finished.is_set(), (
+        "appends and reads wait for history.jsonl.lock, the lock every run takes, so no batch is torn or read half-written")
 
 
 def band(metric="autoattack_error", row="adv", value=50.0, n=256, model=None):
@@ -112,6 +193,34 @@ def test_noisier_row_kind_gets_a_wider_band():
         "the band carries the row kind's seed-to-seed prior"
 
 
+def binomial_points(percent, n):
+    """The binomial standard error of an error rate, in points, written out here independently of error_model."""
+    return 100 * math.sqrt(percent / 100 * (1 - percent / 100) / n)
+
+
+@pytest.mark.parametrize("metric, row, prior", [
+    ("clean_error", "adv", ("adversarial_from_scratch", "clean_error")),
+    ("pgd_error", "adv", ("adversarial_from_scratch", "robust_error")),
+    ("autoattack_error", "adv", ("adversarial_from_scratch", "robust_error")),
+    ("autoattack_error", "not_a_table2_row", None),
+], ids=["clean", "pgd", "autoattack", "row-without-prior"])
+def test_band_is_z_times_both_nights_binomial_error_and_the_row_kinds_prior(metric, row, prior):
+    em = load_expected()["error_model"]
+    sd = em["seed_sd_priors"][prior[0]][prior[1]]["value"] if prior else 0.0
+    # 40% on 100 examples, then 60% on 400: both at their mean rate, 50%, each at its own n
+    expected = em["z"]["value"] * math.sqrt(binomial_points(50, 100) ** 2 + binomial_points(50, 400) ** 2 + 2 * sd ** 2)
+    got = allowed_move(metric, row, {"value": 40.0, "n": 100}, {"value": 60.0, "n": 400})
+    assert got == pytest.approx(expected), (
+        f"allowed = z*sqrt(se(p, n_before)^2 + se(p, n_after)^2 + 2*sd^2), sd the {prior} prior "
+        f"(none for a row outside Table 2): {got} != {expected}")
+
+
+@pytest.mark.parametrize("n_before, n_after", [(None, 256), (256, None), (0, 256), (256, 0)])
+def test_an_error_rate_without_its_example_count_on_either_night_has_no_band(n_before, n_after):
+    got = allowed_move("autoattack_error", "adv", {"value": 50.0, "n": n_before}, {"value": 60.0, "n": n_after})
+    assert got is None, f"without both nights' n there is no binomial band: never flagged (n {n_before} -> {n_after}): {got}"
+
+
 def test_metrics_that_are_not_error_rates_have_no_band():
     assert band("pgd_cross_entropy") is None, "only error rates have a band"
 
@@ -124,6 +233,21 @@ def test_move_is_flagged_just_outside_the_band(direction, delta, flagged):
                + entries_of(record(aa=50.0 + move / 2), night("2025-01-02T00:00:00Z")))
     found = [(m.series.row, m.series.metric) for m in moves(entries)]
     assert found == ([("adv", "autoattack_error")] if flagged else []), f"move of ±(band{delta:+}) flagged: {found}"
+
+
+def test_a_move_exactly_the_band_is_not_flagged():
+    def allowed(before, after):
+        return allowed_move("autoattack_error", "adv", {"value": before, "n": 256}, {"value": after, "n": 256})
+
+    # about the band's width apart around 50%, where the band hardly changes with the rates: pairs whose
+    # difference equals, to the last bit, the band allowed_move gives them
+    half = band(value=50.0) / 2
+    candidates = ((b, b + allowed(b, b + 2 * half)) for b in (50.0 - half + i * 2.0 ** -30 for i in range(64)))
+    before, after = next(((b, a) for b, a in candidates if a - b == allowed(b, a)), (None, None))
+    assert before is not None, "precondition: a pair of rates exactly the band apart"
+    found = moves(entries_of(record(aa=before), night("2025-01-01T00:00:00Z"))
+                  + entries_of(record(aa=after), night("2025-01-02T00:00:00Z")))
+    assert found == [], f"only a move larger than allowed is flagged, not one of exactly the band ({after - before}): {found}"
 
 
 def test_only_consecutive_nights_are_compared():
@@ -145,6 +269,42 @@ def test_a_reading_is_its_own_series():
 def test_training_overrides_are_their_own_series():
     entries = two_nights(record(aa=60.0), record(aa=95.0, budget=replace(SMOKE, epochs_finetune=3)))
     assert moves(entries) == [], "a night with --set epochs_finetune=3 is not compared with the registered budget's"
+
+
+def test_other_values_of_one_override_are_other_series():
+    entries = two_nights(record(aa=60.0, budget=replace(SMOKE, epochs_finetune=3)),
+                         record(aa=95.0, budget=replace(SMOKE, epochs_finetune=5)))
+    assert moves(entries) == [], "--set epochs_finetune=5 is not compared with --set epochs_finetune=3"
+
+
+# Fields an entry may lack: written since issue 27 (modes, selfcheck, run_commit, inputs), or left out of a
+# hand-written entry (overrides, readings); their absence means the registered budget's defaults.
+OPTIONAL_FIELDS = ("overrides", "readings", "modes", "selfcheck", "run_commit", "inputs")
+
+
+def test_an_older_entry_is_in_the_default_series():
+    entries = ([without(e, *OPTIONAL_FIELDS) for e in entries_of(record(aa=60.0), night("2025-01-01T00:00:00Z"))]
+               + entries_of(record(aa=95.0), night("2025-01-02T00:00:00Z")))
+    found = [(m.series.row, m.series.metric) for m in moves(entries)]
+    assert found == [("adv", "autoattack_error")], (
+        f"a night recorded without the optional fields is compared with tonight's run of the defaults: {found}")
+
+
+def test_an_older_history_still_renders():
+    text = render_history([without(e, *OPTIONAL_FIELDS) for e in two_nights(record(), record())])
+    assert "#1 2025-01-01T00:00:00Z  commit bbbbbbbbbbbb" in text and "cannot be compared" in text, (
+        f"nights written before issue 27 show the commit they recorded, and weights they lack are said, not compared:\n{text}")
+
+
+@pytest.mark.parametrize("older", [0, 1], ids=["older-first", "older-second"])
+def test_a_night_recorded_without_inputs_beside_one_with_them_cannot_be_compared(older):
+    # e.g. a night run from a checkout before issue 24, before or after one that hashed its weights
+    pair = [entries_of(hashed(weights="1" * 64), night("2025-01-01T00:00:00Z")),
+               entries_of(hashed(weights="2" * 64), night("2025-01-02T00:00:00Z"))]
+    pair[older] = [without(e, "inputs") for e in pair[older]]
+    text = render_history(pair[0] + pair[1])
+    assert "1 pair(s) of nights cannot be compared" in text and "NON-DETERMINISTIC" not in text, (
+        f"a night without the weight, data and hardware hashes is said not comparable, whichever night lacks them:\n{text}")
 
 
 def test_a_mode_a_selfcheck_approved_stays_in_the_default_series():
@@ -169,6 +329,62 @@ def test_history_shows_the_modes_of_a_night():
     approved = record(budget=replace(SMOKE, compile=True), selfcheck={"mode": "compiled"})
     text = render_history(two_nights(record(), approved))
     assert "modes: compile (approved by a selfcheck)" in text, text
+
+
+def night_line(text: str, index: int = 1) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"  #{index} "))
+
+
+def test_history_shows_the_commit_a_night_ran_at_and_where_reused_numbers_came_from():
+    line = night_line(render_history(entries_of(record(commit="c" * 40), night("2025-01-01T00:00:00Z", commit="a" * 40))))
+    assert "commit aaaaaaaaaaaa" in line and "numbers also from cccccccccccc" in line, (
+        f"the night is named by the commit it ran at; numbers computed at another (a reused result) say so: {line}")
+
+
+def test_history_shows_the_seeds_of_a_night():
+    run = night("2025-01-01T00:00:00Z")
+    line = night_line(render_history(entries_of(record(seed=1), run) + entries_of(record(seed=0), run)))
+    assert "seeds 0 1" in line, f"a night lists the seeds it ran: {line}"
+
+
+def test_history_shows_a_mode_no_selfcheck_approved():
+    line = night_line(render_history(entries_of(record(budget=replace(SMOKE, compile=True)), night("2025-01-01T00:00:00Z"))))
+    assert "modes: compile (no selfcheck)" in line, f"a mode nobody approved is marked so on its night: {line}"
+
+
+def test_history_table_lists_table2_rows_then_error_rates_in_the_papers_order_then_seeds():
+    run = night("2025-01-01T00:00:00Z")
+    entries = [e for row in ("adv", "a_custom_row", "normal") for seed in (1, 0)
+               for e in entries_of(record(row=row, seed=seed), run)]
+    lines = render_history(entries).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("budget ")) + 2  # past the header and its rule
+    shown = [tuple(line.split()[1:4]) for line in lines[start:lines.index("", start)]]
+    expected = [(row, metric, str(seed)) for row in ("normal", "adv", "a_custom_row")
+                for metric in ("clean_error", "pgd_error", "autoattack_error") for seed in (0, 1)]
+    assert shown == expected, (
+        f"rows in Table 2's order (others after), each row's error rates clean, PGD, AutoAttack, then seeds: {shown}")
+
+
+def test_a_weight_comparison_is_of_the_record_not_of_one_metric():
+    found = weight_comparisons(two_nights(hashed(weights="1" * 64), hashed(weights="2" * 64)))
+    assert [(c.series.row, c.series.seed, c.series.metric) for c in found] == [("adv", 0, "")], (
+        f"every metric of a record shares its weights: one comparison per row and seed, naming no metric: {found}")
+
+
+def nights_of(count: int) -> list[dict]:
+    return [e for day in range(1, count + 1) for e in entries_of(record(), night(f"2025-01-{day:02d}T00:00:00Z"))]
+
+
+def test_recent_is_the_last_five_nights_by_default():
+    runs = sorted({e["run"] for e in recent(nights_of(6))})
+    assert runs == [f"run-2025-01-{day:02d}T00:00:00Z" for day in range(2, 7)], \
+        f"by default the last five nights, as `repro history` shows: {runs}"
+
+
+def test_recent_keeps_only_the_metrics_asked_of_the_last_nights():
+    kept = [(e["run"], e["metric"]) for e in recent(nights_of(2), last=1, metrics=("clean_error",))]
+    assert kept == [("run-2025-01-02T00:00:00Z", "clean_error")], \
+        f"the last night's entries of the metrics asked, nothing of earlier nights or other metrics: {kept}"
 
 
 def test_seeds_and_rows_are_separate_series():
