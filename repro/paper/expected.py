@@ -84,7 +84,7 @@ def _quantity(path, where, quantity):
     names, length = DERIVED[form]
     if not isinstance(items, list) or len(items) != length:
         _fail(path, f"{where}.{form}", f"must list {length} items, got {items!r}")
-    if form == "fraction" and items[1] not in OPERATORS:
+    if form == "fraction" and (not isinstance(items[1], str) or items[1] not in OPERATORS):
         _fail(path, f"{where}.fraction[1]", f"must be one of {list(OPERATORS)}, got {items[1]!r}")
     for index, ref in enumerate(items):
         if form != "fraction" or index != 1:  # a fraction's [1] is its operator, checked above
@@ -105,7 +105,7 @@ def _check(path, where, check):
             _fail(path, f"{where}.right", "op 'within' compares LEFT with a value: drop right")
         _number(path, f"{where}.value", check.get("value"))
         _number(path, f"{where}.tolerance", check.get("tolerance"), 0)
-    elif op in OPERATORS:
+    elif isinstance(op, str) and op in OPERATORS:  # a list here is no operator (and unhashable)
         if "right" in check:
             _quantity(path, f"{where}.right", check["right"])
             _number(path, f"{where}.times", check.get("times", 1.0))
@@ -152,7 +152,10 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
             _fail(path, key, f"must be a{'n object' if kind is dict else ' list'}, got {type(doc[key]).__name__}")
     if not all(isinstance(name, str) for name in doc["table2_budgets"]):
         _fail(path, "table2_budgets", "must list budget names")
-    scale_budgets = doc.get("scale_budgets", {}).get("budgets", [])
+    scale_section = doc.get("scale_budgets", {})
+    if not isinstance(scale_section, dict):
+        _fail(path, "scale_budgets", f"must be an object with budgets, got {type(scale_section).__name__}")
+    scale_budgets = scale_section.get("budgets", [])
     if not isinstance(scale_budgets, list) or not all(isinstance(name, str) for name in scale_budgets):
         _fail(path, "scale_budgets.budgets", "must list budget names")
     _number(path, "table1.bn_parameter_percent", doc["table1"].get("bn_parameter_percent"), 0, 100)
@@ -195,7 +198,7 @@ def _validate_table2(path, table, priors) -> None:
                 _fail(path, f"table2.{config_id}.{key}", "must be a string")
         if row["label"] != CONFIGURATIONS[config_id].label:
             _fail(path, f"table2.{config_id}.label", f"{row['label']!r} is not the registry's {CONFIGURATIONS[config_id].label!r}")
-        if row.get("seed_sd_kind") not in priors:
+        if not isinstance(row.get("seed_sd_kind"), str) or row["seed_sd_kind"] not in priors:
             _fail(path, f"table2.{config_id}.seed_sd_kind", f"must name one of error_model.seed_sd_priors {sorted(priors)}, "
                   f"got {row.get('seed_sd_kind')!r}")
         for metric in TABLE2_METRICS:
