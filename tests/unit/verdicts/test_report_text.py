@@ -145,6 +145,26 @@ def test_markdown_sections_say_what_they_list():
 
 # --- the provenance header ----------------------------------------------------------------------
 
+def test_provenance_lists_every_seed_device_commit_version_data_and_reading():
+    results = records()
+    other = {"git_commit": "def", "device": "cuda (NVIDIA H200)", "versions": {"torch": "2.4.0", "numpy": "1.26"},
+             "data": {**PROVENANCE["data"], "checksum_status": "unverified (no network)"}}
+    for config_id in ("adv", "bn_params"):
+        results[config_id].update(seed=1, provenance=other, variants={"attack_bn": "eval"})
+    results["normal"]["provenance"] = {**PROVENANCE, "versions": {"torch": "2.3.0", "numpy": "1.26"}}
+    lines = render_terminal(EXPECTED, results, "smoke").splitlines()[:7]
+    assert lines == [
+        "budget: paper (width 64, dataset cifar10)",
+        "seeds: 0, 1",
+        "device: cpu, cuda (NVIDIA H200)",
+        "code: abc, def",
+        "versions: torch 2.3.0, numpy 1.26; torch 2.4.0, numpy 1.26; torch x",
+        "data: cifar10, checksums unverified (no network), 50000 train images; cifar10, checksums verified, 50000 train images",
+        "readings: attack_bn=eval; defaults (see `repro variants`)",
+    ], "the header must name every seed, device, commit, set of library versions, data status and set of readings " \
+       f"the results came from, not only the first record's: {lines}"
+
+
 def test_a_run_folder_with_one_result_shows_its_provenance():
     lines = render_terminal(EXPECTED, {"normal": records()["normal"]}, "smoke").splitlines()
     assert lines[:2] == ["budget: paper (width 64, dataset cifar10)", "seeds: 0"], \
