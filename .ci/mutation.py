@@ -40,7 +40,7 @@ MODULES = {
     "seeds": ("runs/seeds", ["tests/unit/runs/test_seeds.py"]),
     "distances": ("verdicts/distances", ["tests/unit/verdicts/test_distances.py"]),
     "history": ("verdicts/history", ["tests/unit/verdicts/test_history.py"]),
-    "report": ("verdicts/report", ["tests/unit/verdicts/test_report.py"]),
+    "report": ("verdicts/report", ["tests/unit/verdicts/test_report.py", "tests/unit/verdicts/test_report_text.py"]),
     "augmentation": ("runs/augmentation", ["tests/unit/runs/test_augmentation.py"]),
     "training": ("runs/training", ["tests/unit/runs/test_training.py"]),
 }

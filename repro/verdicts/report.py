@@ -61,17 +61,19 @@ def provenance_lines(results: dict[str, dict] | list[dict]) -> list[str]:
     if not records:
         return ["no results found"]
     first = records[0]
-    prov = first["provenance"]
     commits = sorted({r["provenance"]["git_commit"] for r in records})
-    versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items())
-    data = prov["data"]
+    # Every record's versions and data, not the first's only: seeds run on other machines, or before a
+    # download was verified, differ there (one "; "-separated entry per distinct set).
+    versions = "; ".join(sorted({", ".join(f"{k} {v}" for k, v in r["provenance"]["versions"].items()) for r in records}))
+    data = "; ".join(sorted({f"{d['dataset']}, checksums {d['checksum_status']}, {d['n_train']} train images"
+                             for d in (r["provenance"]["data"] for r in records)}))
     return [
         f"budget: {first['budget']['name']} (width {first['budget']['width']}, dataset {first['budget']['dataset']})",
         f"seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in records}))}",
         f"device: {', '.join(sorted({r['provenance']['device'] for r in records}))}",
         f"code: {', '.join(commits)}",
         f"versions: {versions}",
-        f"data: {data['dataset']}, checksums {data['checksum_status']}, {data['n_train']} train images",
+        f"data: {data}",
         # The open choices' readings (repro/paper/variants.py); one run folder holds one set of readings.
         f"readings: {'; '.join(sorted({describe(r.get('variants')) for r in records}))}",
     ]

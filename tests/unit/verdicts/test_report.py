@@ -237,6 +237,9 @@ def test_markdown_claim_cells_escape_table_pipes():
     row = next(line for line in markdown.splitlines() if line.startswith("| log_conv1_changes_little |"))
     cells = re.split(r"(?<!\\)\|", row)[1:-1]  # split on unescaped pipes only
     assert len(cells) == 4, f"|diff| must not split the Markdown cell: {row}"
+    relation = {c["id"]: r for c, _, r in claim_rows(EXPECTED, records(), "paper")}["log_conv1_changes_little"]
+    assert cells[2].strip().replace("\\|", "|") == relation, \
+        f"the escaped cell must render as the measured relation, nothing added: {cells[2]!r} vs {relation!r}"
 
 
 # --- the report over seeds (OUT/BUDGET/report.md) ----------------------------------------------------
