@@ -100,8 +100,8 @@ def main(modules: list[str]) -> None:
     if unknown:
         print(f"mutation.py: error: unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}", file=sys.stderr)
         sys.exit(2)
-    measured_at = commit()
     for module in modules or list(MODULES):
+        measured_at = commit()  # per module: each copies repro/ and tests/ as they are when it starts
         result = run_module(module)
         counts = {k: len(v) for k, v in result["outcomes"].items()}
         killed, timeout = counts.get(KILLED, 0) + counts.get("caught by type check", 0), counts.get(TIMEOUT, 0)
