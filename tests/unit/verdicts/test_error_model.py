@@ -79,6 +79,12 @@ def test_stated_false_alarm_rate_is_what_z_gives_over_the_judged_metrics():
     assert abs(family_wise_false_alarm(MODEL["z"]["value"], judged) - stated["value"]) < 5e-4, "report's figure differs"
 
 
+@pytest.mark.parametrize("z, n_metrics", [(0.0, 26), (0.5, 26), (1.0, 4)])
+def test_false_alarm_bound_is_a_probability(z, n_metrics):
+    # The Bonferroni sum exceeds 1 at small z; the report prints it as "at most x% chance".
+    assert family_wise_false_alarm(z, n_metrics) == 1.0, f"z = {z} over {n_metrics} metrics: a probability is at most 1"
+
+
 # --- the arithmetic -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("percent, n, se", [(4.11, 900, 0.66), (17.67, 900, 1.27), (46.11, 900, 1.66), (58.4, 1000, 1.56)])
@@ -89,6 +95,18 @@ def test_binomial_se_matches_the_issue_figures(percent, n, se):
 def test_binomial_se_refuses_no_images():
     with pytest.raises(ValueError, match="at least one image"):
         binomial_se(50.0, 0)
+
+
+@pytest.mark.parametrize("percent, n, se", [(0.0, 1, 0.0), (100.0, 1, 0.0), (50.0, 1, 50.0)])
+def test_binomial_se_takes_the_closed_range_and_a_single_image(percent, n, se):
+    # A row can be 0 % or 100 % wrong (NORMAL's robust error is near 100 %), and one image is a sample.
+    assert binomial_se(percent, n) == se, f"SE of {percent}% on {n} image(s) must be {se}, not refused"
+
+
+@pytest.mark.parametrize("percent", [-0.1, 100.5])
+def test_binomial_se_refuses_a_rate_outside_0_to_100_saying_so(percent):
+    with pytest.raises(ValueError, match=rf"an error rate lies in \[0, 100\] %, got {percent}"):
+        binomial_se(percent, 1000)
 
 
 def test_tolerance_is_the_stated_formula():
@@ -165,6 +183,11 @@ def test_seed_spread_is_measured_from_three_seeds():
     assert (spread.sd, spread.measured, spread.n_seeds) == (2.0, True, 3), f"sample SD of 10, 12, 14 is 2: {spread}"
 
 
+def test_seed_spread_of_no_seed_is_refused_saying_so():
+    with pytest.raises(ValueError, match="seed_spread needs the value of at least one seed"):
+        seed_spread([], prior=0.3, min_seeds=3)
+
+
 def test_seed_spread_below_three_seeds_is_the_prior():
     spread = seed_spread([10.0, 14.0], prior=0.3, min_seeds=3)
     assert (spread.sd, spread.measured, spread.n_seeds) == (0.3, False, 2), f"two seeds use the prior: {spread}"
@@ -204,4 +227,5 @@ def test_claims_that_forbid_equal_rows_separate_them():
     assert ("adv_far_more_robust", "adv", "normal") in pairs, "ADV far more robust than NORMAL separates the two"
     assert not {p for p in pairs if p[0] in ("bn_stats_reset_gains_no_robustness", "log_conv1_changes_little")}, (
         f"claims that equal rows satisfy separate nothing: {pairs}")
+
 
