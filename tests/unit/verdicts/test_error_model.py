@@ -229,3 +229,22 @@ def test_claims_that_forbid_equal_rows_separate_them():
         f"claims that equal rows satisfy separate nothing: {pairs}")
 
 
+
+def claim(check, claim_id="c"):
+    return {"id": claim_id, "check": check}
+
+
+@pytest.mark.parametrize("check, separates", [
+    ({"left": "adv.robust_error", "op": "<=", "right": "normal.robust_error", "times": 0.8}, True),  # v <= 0.8 v fails
+    ({"left": "adv.robust_error", "op": "<=", "right": "normal.robust_error", "times": 1.25}, False),
+    ({"left": "adv.robust_error", "op": "<", "right": "normal.robust_error"}, True),  # no plus: v < v fails
+    ({"left": "adv.robust_error", "op": "<=", "right": "normal.robust_error"}, False),
+    ({"left": "adv.clean_error", "op": ">=", "right": "normal.clean_error", "times": 2.0, "plus": -1.0}, True),  # v >= 2 v - 1 fails for v > 1
+])
+def test_a_claims_factor_and_offset_decide_whether_it_forbids_equal_rows(check, separates):
+    # times defaults to 1 and plus to 0 (expected.py); a claim separates rows when equal values fail it.
+    got = separated_pairs([claim(check)], TABLE2)
+    left, right = check["left"].split(".")[0], check["right"].split(".")[0]
+    want = [("c", check["left"].split(".")[1], left, right)] if separates else []
+    assert got == want, f"{check}: equal values {'fail' if separates else 'satisfy'} it, so it separates {want}; got {got}"
+
