@@ -14,9 +14,12 @@ from repro.verdicts.error_model import (
     Judgement,
     MetricError,
     SeedSpread,
+    Separation,
     binomial_se,
     family_wise_false_alarm,
+    measured_separation,
     metric_error,
+    paper_separation,
     seed_spread,
     separated_pairs,
 )
@@ -247,4 +250,50 @@ def test_a_claims_factor_and_offset_decide_whether_it_forbids_equal_rows(check, 
     left, right = check["left"].split(".")[0], check["right"].split(".")[0]
     want = [("c", check["left"].split(".")[1], left, right)] if separates else []
     assert got == want, f"{check}: equal values {'fail' if separates else 'satisfy'} it, so it separates {want}; got {got}"
+
+
+# --- telling two rows apart (Table 2 separation notes) -------------------------------------------------
+
+@pytest.mark.parametrize("difference, sigma, z, separated", [
+    (3.0, 1.0, 3.0, False), (-3.0, 1.0, 3.0, False),  # exactly z SDs: not beyond
+    (3.5, 1.0, 3.0, True), (-3.5, 1.0, 3.0, True),
+    (0.0, 0.0, 3.0, False), (0.1, 0.0, 3.0, True),  # no noise: any difference separates, none does not
+])
+def test_separated_means_more_than_z_standard_deviations_apart(difference, sigma, z, separated):
+    assert Separation(difference, sigma).separated(z) == separated, (
+        f"{difference:+} points at sigma {sigma}: separated at z = {z} must be {separated} (strictly beyond z sigma)")
+
+
+def se_by_hand(percent, n):
+    """Binomial SE (points) of `percent` % on `n` images, written out."""
+    return 100 * math.sqrt(percent / 100 * (1 - percent / 100) / n)
+
+
+@pytest.mark.parametrize("metric, left, right", [("clean_error", "adv", "normal"), ("robust_error", "normal", "bn_params")])
+def test_papers_separation_is_its_difference_over_its_own_binomial_ses(metric, left, right):
+    a, b = TABLE2[left][metric]["value"], TABLE2[right][metric]["value"]
+    n = {"clean_error": 900, "robust_error": 1000}[metric]  # the paper's evaluation sets (tests above)
+    got = paper_separation(MODEL, TABLE2, metric, left, right)
+    assert math.isclose(got.difference, a - b) and math.isclose(got.sigma, math.hypot(se_by_hand(a, n), se_by_hand(b, n))), (
+        f"{left} - {right} on {metric}: the paper's values {a} - {b} with SEs on {n} images each, got {got}")
+
+
+def judged(measured, ours_n, sd, k):
+    return Judgement(40.0, measured, error(ours_n=ours_n, sd=sd, k=k), True)
+
+
+def test_measured_separation_is_binomial_at_the_measured_rates_plus_the_seed_means_spread():
+    left, right = judged(42.0, 1000, 2.0, 4), judged(0.5, 500, 1.0, 1)
+    sigma = math.sqrt(se_by_hand(42.0, 1000) ** 2 + 2.0 ** 2 / 4 + se_by_hand(0.5, 500) ** 2 + 1.0 ** 2 / 1)
+    got = measured_separation(left, right)
+    assert math.isclose(got.difference, 41.5) and math.isclose(got.sigma, sigma), (
+        f"difference 42.0 - 0.5 and sigma sqrt(SE(42%, 1000)^2 + 2^2/4 + SE(0.5%, 500)^2 + 1^2/1) = {sigma:.4f}, got {got}")
+
+
+@pytest.mark.parametrize("hair, bound", [(100.0000001, 100.0), (-1e-7, 0.0)])
+def test_measured_separation_takes_a_rate_a_hair_outside_0_100_at_the_bound(hair, bound):
+    # A float32 100 % can come back as 100.0000001: it is 100 %, not an invalid rate.
+    other = judged(50.0, 1000, 0.5, 1)
+    got, at_bound = measured_separation(judged(hair, 1000, 0.5, 1), other), measured_separation(judged(bound, 1000, 0.5, 1), other)
+    assert math.isclose(got.sigma, at_bound.sigma), f"measured {hair} must count as {bound}: sigma {got.sigma} vs {at_bound.sigma}"
 
