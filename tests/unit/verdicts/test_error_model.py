@@ -15,6 +15,7 @@ from repro.verdicts.error_model import (
     MetricError,
     SeedSpread,
     Separation,
+    binomial_noise_threshold,
     binomial_se,
     family_wise_false_alarm,
     measured_separation,
@@ -22,6 +23,7 @@ from repro.verdicts.error_model import (
     paper_separation,
     seed_spread,
     separated_pairs,
+    within_binomial_noise,
 )
 from tests.unit.paper.test_expected import EXPECTED
 
@@ -297,3 +299,26 @@ def test_measured_separation_takes_a_rate_a_hair_outside_0_100_at_the_bound(hair
     got, at_bound = measured_separation(judged(hair, 1000, 0.5, 1), other), measured_separation(judged(bound, 1000, 0.5, 1), other)
     assert math.isclose(got.sigma, at_bound.sigma), f"measured {hair} must count as {bound}: sigma {got.sigma} vs {at_bound.sigma}"
 
+
+# --- the selfcheck's and the trends' rule: two error rates on the same images ---------------------------
+
+@pytest.mark.parametrize("error, n, threshold", [
+    (0.5, 8, 0.5),  # 2 sqrt(2 * 0.25 / 8)
+    (0.1, 1000, 2 * math.sqrt(2 * 0.1 * 0.9 / 1000)),
+    (0.0, 1000, 1 / 1000), (1.0, 1000, 1 / 1000),  # no binomial spread at the extremes: one image
+])
+def test_noise_threshold_is_two_sds_of_a_difference_and_at_least_one_image(error, n, threshold):
+    assert math.isclose(binomial_noise_threshold(error, n), threshold), (
+        f"p = {error}, n = {n}: max(2 sqrt(2 p (1 - p) / n), 1 / n) = {threshold}, got {binomial_noise_threshold(error, n)}")
+
+
+@pytest.mark.parametrize("error_a, error_b, n, within", [
+    (0.25, 0.75, 8, True),  # 2 vs 6 of 8 images: a difference of 0.5, exactly the threshold at their mean 0.5
+    (0.75, 0.25, 8, True),
+    (0.25, 0.80, 8, False),
+    (0.3, 0.3, 100, True),
+    (0.30, 0.42, 100, True), (0.30, 0.45, 100, False),  # thresholds at their means: 0.136 and 0.137
+])
+def test_rule_judges_the_difference_at_the_two_rates_mean_inclusively(error_a, error_b, n, within):
+    assert within_binomial_noise(error_a, error_b, n) == within, (
+        f"{error_a} vs {error_b} on {n} images: |diff| <= threshold at their mean must be {within}")
