@@ -12,7 +12,13 @@ from repro.paper.budgets import SMOKE, get_budget
 from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.paper.expected import load_expected
-from repro.paper.variants import affected_rows, apply_variants, folder_suffix, parse_variant_list, parse_variants
+from repro.paper.variants import (
+    affected_rows,
+    apply_variants,
+    folder_suffix,
+    parse_variant_list,
+    parse_variants,
+)
 from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.run_state import CHECKPOINT_NAME
@@ -72,6 +78,23 @@ def test_frozen_batch_attacks_with_batch_statistics_unless_attack_bn_eval():
 def test_bad_selection_says_what_is_valid(pairs, message):
     with pytest.raises(UnknownVariantError, match=message):
         parse_variants(pairs)
+
+
+@pytest.mark.parametrize("pair, tail", [
+    ("atack_bn=eval", f"valid choices: {', '.join(CHOICES)} (see `repro variants`)"),
+    ("attack_bn", f"choices: {', '.join(CHOICES)}"),
+])
+def test_bad_choice_lists_every_valid_choice(pair, tail):
+    with pytest.raises(UnknownVariantError) as refused:
+        parse_variants([pair])
+    assert str(refused.value).endswith(tail), f"{pair!r}: the one-line error must end with every choice: {refused.value}"
+
+
+def test_a_reading_is_everything_after_the_first_equals_sign():
+    # "attack_bn=eval=train" names choice attack_bn and reading "eval=train", which it lacks: a one-line
+    # error listing attack_bn's readings, not a crash (traceback) nor an unknown choice "attack_bn=eval".
+    with pytest.raises(UnknownVariantError, match="open choice attack_bn has no reading 'eval=train'; valid readings: train, eval"):
+        parse_variants(["attack_bn=eval=train"])
 
 
 def test_selection_keeps_non_default_readings_in_register_order():
