@@ -127,6 +127,37 @@ def test_repro_variants_prints_the_register(capsys):
         assert choice.sentences[0][0][:40] in out, f"{choice.id}: sentence not printed"
 
 
+def register_lines(capsys) -> list[str]:
+    assert main(["variants"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_register_marks_only_the_default_reading_and_gives_each_its_evidence(capsys):
+    lines = register_lines(capsys)
+    for choice in CHOICES.values():
+        for reading in choice.readings:
+            mark = " (default)" if reading.id == choice.default else ""
+            line = f"  {choice.id}={reading.id}{mark}: {reading.meaning}"
+            assert line in lines, f"`repro variants` must print {line!r} (only the default marked)"
+            assert lines[lines.index(line) + 1] == f"      evidence: {reading.evidence}", f"{choice.id}={reading.id}: evidence line"
+
+
+def test_register_says_which_rows_or_figures_each_choice_affects(capsys):
+    lines = register_lines(capsys)
+    for choice in CHOICES.values():
+        # training choices: the rows some reading moves (affected_rows, pinned above); figure choices: the figures
+        affects = ", ".join(affected_rows(choice) if choice.scope == TRAINING else choice.figures)
+        assert affects and f"  affects: {affects}" in lines, f"{choice.id}: `repro variants` must say it affects {affects!r}"
+
+
+def test_register_separates_choices_by_a_blank_line_and_ends_with_how_to_select(capsys):
+    lines = register_lines(capsys)
+    heads = [lines.index(f"{c.id}: {c.question}") for c in CHOICES.values()]
+    assert all(lines[i - 1] == "" for i in heads[1:]), "each choice after the first must follow a blank line"
+    assert lines[-1] == "select with --variant CHOICE=READING (repeatable); compare with `repro report --variants`", (
+        f"the register must end with how to select and compare readings: {lines[-1]!r}")
+
+
 # --- a run under readings, end to end ---------------------------------------------------------
 
 READINGS = ["autoaugment_order=crop_flip_then_autoaugment", "bn_only_params_stats=frozen_batch"]
