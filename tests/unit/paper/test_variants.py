@@ -15,6 +15,7 @@ from repro.paper.expected import load_expected
 from repro.paper.variants import (
     affected_rows,
     apply_variants,
+    config_changes,
     folder_suffix,
     parse_variant_list,
     parse_variants,
@@ -24,6 +25,7 @@ from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.run_state import CHECKPOINT_NAME
 from repro.verdicts.compare import comparison_rows
 from repro.verdicts.error_model import metric_error
+from repro.verdicts.report import provenance_lines
 from tests.conftest import make_micro_budget
 from tests.unit.cli.test_cli import MICRO, MICRO_SETS
 
@@ -156,6 +158,40 @@ def test_register_separates_choices_by_a_blank_line_and_ends_with_how_to_select(
     assert all(lines[i - 1] == "" for i in heads[1:]), "each choice after the first must follow a blank line"
     assert lines[-1] == "select with --variant CHOICE=READING (repeatable); compare with `repro report --variants`", (
         f"the register must end with how to select and compare readings: {lines[-1]!r}")
+
+
+@pytest.mark.parametrize("config_id, readings, changes", [
+    ("bn_only_params", {"bn_only_params_stats": "frozen_batch"}, {"bn_stats": "frozen_batch", "attack_bn_mode": "train"}),
+    ("adv", {"adv_fraction": "0.5"}, {"adv_fraction": 0.5}),
+    ("normal", {"attack_bn": "eval"}, None),  # a reading that leaves the row as registered
+])
+def test_a_records_config_changes_are_exactly_the_fields_its_readings_changed(config_id, readings, changes):
+    got = config_changes(apply_variants(CONFIGURATIONS[config_id], readings))
+    assert got == changes, f"{config_id} under {readings}: run identity and checkpoint must record {changes}, got {got}"
+
+
+def test_config_changes_read_back_from_json_equal_the_computed_ones():
+    # Result records store the identity as JSON and compare it with one computed again: a tuple field
+    # (trainable) must be stored as the list JSON gives back, or a record of it would never be reused.
+    changes = config_changes(dataclasses.replace(CONFIGURATIONS["normal"], trainable=("bn",)))
+    assert changes == {"trainable": ["bn"]} and json.loads(json.dumps(changes)) == changes, changes
+
+
+def provenance_record(variants):
+    """A result record with the fields the report's provenance lines read."""
+    return {"budget": {"name": "smoke", "width": 8, "dataset": "cifar10"}, "seed": 0, "variants": variants,
+            "provenance": {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu",
+                           "data": {"dataset": "cifar10", "checksum_status": "verified", "n_train": 64}}}
+
+
+@pytest.mark.parametrize("variants, line", [
+    (None, "readings: defaults (see `repro variants`)"),  # records written before readings existed
+    ({}, "readings: defaults (see `repro variants`)"),
+    ({"attack_bn": "eval", "adv_fraction": "0.5"}, "readings: attack_bn=eval, adv_fraction=0.5"),
+])
+def test_report_header_names_the_readings_or_the_defaults(variants, line):
+    lines = provenance_lines([provenance_record(variants)])
+    assert line in lines, f"report header for readings {variants} must say {line!r}: {lines}"
 
 
 # --- a run under readings, end to end ---------------------------------------------------------
