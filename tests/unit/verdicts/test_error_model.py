@@ -189,7 +189,7 @@ def test_seed_spread_is_measured_from_three_seeds():
 
 
 def test_seed_spread_of_no_seed_is_refused_saying_so():
-    with pytest.raises(ValueError, match="seed_spread needs the value of at least one seed"):
+    with pytest.raises(ValueError, match="^seed_spread needs the value of at least one seed$"):
         seed_spread([], prior=0.3, min_seeds=3)
 
 
