@@ -12,12 +12,20 @@ from repro.paper.budgets import SMOKE, get_budget
 from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.paper.expected import load_expected
-from repro.paper.variants import affected_rows, apply_variants, folder_suffix, parse_variant_list, parse_variants
+from repro.paper.variants import (
+    affected_rows,
+    apply_variants,
+    config_changes,
+    folder_suffix,
+    parse_variant_list,
+    parse_variants,
+)
 from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.run_state import CHECKPOINT_NAME
 from repro.verdicts.compare import comparison_rows
 from repro.verdicts.error_model import metric_error
+from repro.verdicts.report import provenance_lines
 from tests.conftest import make_micro_budget
 from tests.unit.cli.test_cli import MICRO, MICRO_SETS
 
@@ -74,6 +82,23 @@ def test_bad_selection_says_what_is_valid(pairs, message):
         parse_variants(pairs)
 
 
+@pytest.mark.parametrize("pair, tail", [
+    ("atack_bn=eval", f"valid choices: {', '.join(CHOICES)} (see `repro variants`)"),
+    ("attack_bn", f"choices: {', '.join(CHOICES)}"),
+])
+def test_bad_choice_lists_every_valid_choice(pair, tail):
+    with pytest.raises(UnknownVariantError) as refused:
+        parse_variants([pair])
+    assert str(refused.value).endswith(tail), f"{pair!r}: the one-line error must end with every choice: {refused.value}"
+
+
+def test_a_reading_is_everything_after_the_first_equals_sign():
+    # "attack_bn=eval=train" names choice attack_bn and reading "eval=train", which it lacks: a one-line
+    # error listing attack_bn's readings, not a crash (traceback) nor an unknown choice "attack_bn=eval".
+    with pytest.raises(UnknownVariantError, match="open choice attack_bn has no reading 'eval=train'; valid readings: train, eval"):
+        parse_variants(["attack_bn=eval=train"])
+
+
 def test_selection_keeps_non_default_readings_in_register_order():
     got = parse_variant_list("adv_fraction=0.5, attack_bn=train,bn_only_params_stats=frozen_batch")
     assert list(got.items()) == [("bn_only_params_stats", "frozen_batch"), ("adv_fraction", "0.5")], got
@@ -102,6 +127,71 @@ def test_repro_variants_prints_the_register(capsys):
         assert f"{choice.id}: {choice.question}" in out, f"{choice.id} missing from `repro variants`"
         assert f"{choice.id}={choice.default} (default)" in out, f"{choice.id}: default reading not marked"
         assert choice.sentences[0][0][:40] in out, f"{choice.id}: sentence not printed"
+
+
+def register_lines(capsys) -> list[str]:
+    assert main(["variants"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_register_marks_only_the_default_reading_and_gives_each_its_evidence(capsys):
+    lines = register_lines(capsys)
+    for choice in CHOICES.values():
+        for reading in choice.readings:
+            mark = " (default)" if reading.id == choice.default else ""
+            line = f"  {choice.id}={reading.id}{mark}: {reading.meaning}"
+            assert line in lines, f"`repro variants` must print {line!r} (only the default marked)"
+            assert lines[lines.index(line) + 1] == f"      evidence: {reading.evidence}", f"{choice.id}={reading.id}: evidence line"
+
+
+def test_register_says_which_rows_or_figures_each_choice_affects(capsys):
+    lines = register_lines(capsys)
+    for choice in CHOICES.values():
+        # training choices: the rows some reading moves (affected_rows, pinned above); figure choices: the figures
+        affects = ", ".join(affected_rows(choice) if choice.scope == TRAINING else choice.figures)
+        assert affects and f"  affects: {affects}" in lines, f"{choice.id}: `repro variants` must say it affects {affects!r}"
+
+
+def test_register_separates_choices_by_a_blank_line_and_ends_with_how_to_select(capsys):
+    lines = register_lines(capsys)
+    heads = [lines.index(f"{c.id}: {c.question}") for c in CHOICES.values()]
+    assert all(lines[i - 1] == "" for i in heads[1:]), "each choice after the first must follow a blank line"
+    assert lines[-1] == "select with --variant CHOICE=READING (repeatable); compare with `repro report --variants`", (
+        f"the register must end with how to select and compare readings: {lines[-1]!r}")
+
+
+@pytest.mark.parametrize("config_id, readings, changes", [
+    ("bn_only_params", {"bn_only_params_stats": "frozen_batch"}, {"bn_stats": "frozen_batch", "attack_bn_mode": "train"}),
+    ("adv", {"adv_fraction": "0.5"}, {"adv_fraction": 0.5}),
+    ("normal", {"attack_bn": "eval"}, None),  # a reading that leaves the row as registered
+])
+def test_a_records_config_changes_are_exactly_the_fields_its_readings_changed(config_id, readings, changes):
+    got = config_changes(apply_variants(CONFIGURATIONS[config_id], readings))
+    assert got == changes, f"{config_id} under {readings}: run identity and checkpoint must record {changes}, got {got}"
+
+
+def test_config_changes_read_back_from_json_equal_the_computed_ones():
+    # Result records store the identity as JSON and compare it with one computed again: a tuple field
+    # (trainable) must be stored as the list JSON gives back, or a record of it would never be reused.
+    changes = config_changes(dataclasses.replace(CONFIGURATIONS["normal"], trainable=("bn",)))
+    assert changes == {"trainable": ["bn"]} and json.loads(json.dumps(changes)) == changes, changes
+
+
+def provenance_record(variants):
+    """A result record with the fields the report's provenance lines read."""
+    return {"budget": {"name": "smoke", "width": 8, "dataset": "cifar10"}, "seed": 0, "variants": variants,
+            "provenance": {"git_commit": "abc", "versions": {"torch": "x"}, "device": "cpu",
+                           "data": {"dataset": "cifar10", "checksum_status": "verified", "n_train": 64}}}
+
+
+@pytest.mark.parametrize("variants, line", [
+    (None, "readings: defaults (see `repro variants`)"),  # records written before readings existed
+    ({}, "readings: defaults (see `repro variants`)"),
+    ({"attack_bn": "eval", "adv_fraction": "0.5"}, "readings: attack_bn=eval, adv_fraction=0.5"),
+])
+def test_report_header_names_the_readings_or_the_defaults(variants, line):
+    lines = provenance_lines([provenance_record(variants)])
+    assert line in lines, f"report header for readings {variants} must say {line!r}: {lines}"
 
 
 # --- a run under readings, end to end ---------------------------------------------------------

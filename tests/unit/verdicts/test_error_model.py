@@ -14,11 +14,16 @@ from repro.verdicts.error_model import (
     Judgement,
     MetricError,
     SeedSpread,
+    Separation,
+    binomial_noise_threshold,
     binomial_se,
     family_wise_false_alarm,
+    measured_separation,
     metric_error,
+    paper_separation,
     seed_spread,
     separated_pairs,
+    within_binomial_noise,
 )
 from tests.unit.paper.test_expected import EXPECTED
 
@@ -79,6 +84,12 @@ def test_stated_false_alarm_rate_is_what_z_gives_over_the_judged_metrics():
     assert abs(family_wise_false_alarm(MODEL["z"]["value"], judged) - stated["value"]) < 5e-4, "report's figure differs"
 
 
+@pytest.mark.parametrize("z, n_metrics", [(0.0, 26), (0.5, 26), (1.0, 4)])
+def test_false_alarm_bound_is_a_probability(z, n_metrics):
+    # The Bonferroni sum exceeds 1 at small z; the report prints it as "at most x% chance".
+    assert family_wise_false_alarm(z, n_metrics) == 1.0, f"z = {z} over {n_metrics} metrics: a probability is at most 1"
+
+
 # --- the arithmetic -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("percent, n, se", [(4.11, 900, 0.66), (17.67, 900, 1.27), (46.11, 900, 1.66), (58.4, 1000, 1.56)])
@@ -89,6 +100,18 @@ def test_binomial_se_matches_the_issue_figures(percent, n, se):
 def test_binomial_se_refuses_no_images():
     with pytest.raises(ValueError, match="at least one image"):
         binomial_se(50.0, 0)
+
+
+@pytest.mark.parametrize("percent, n, se", [(0.0, 1, 0.0), (100.0, 1, 0.0), (50.0, 1, 50.0)])
+def test_binomial_se_takes_the_closed_range_and_a_single_image(percent, n, se):
+    # A row can be 0 % or 100 % wrong (NORMAL's robust error is near 100 %), and one image is a sample.
+    assert binomial_se(percent, n) == se, f"SE of {percent}% on {n} image(s) must be {se}, not refused"
+
+
+@pytest.mark.parametrize("percent", [-0.1, 100.5])
+def test_binomial_se_refuses_a_rate_outside_0_to_100_saying_so(percent):
+    with pytest.raises(ValueError, match=rf"an error rate lies in \[0, 100\] %, got {percent}"):
+        binomial_se(percent, 1000)
 
 
 def test_tolerance_is_the_stated_formula():
@@ -165,6 +188,11 @@ def test_seed_spread_is_measured_from_three_seeds():
     assert (spread.sd, spread.measured, spread.n_seeds) == (2.0, True, 3), f"sample SD of 10, 12, 14 is 2: {spread}"
 
 
+def test_seed_spread_of_no_seed_is_refused_saying_so():
+    with pytest.raises(ValueError, match="^seed_spread needs the value of at least one seed$"):
+        seed_spread([], prior=0.3, min_seeds=3)
+
+
 def test_seed_spread_below_three_seeds_is_the_prior():
     spread = seed_spread([10.0, 14.0], prior=0.3, min_seeds=3)
     assert (spread.sd, spread.measured, spread.n_seeds) == (0.3, False, 2), f"two seeds use the prior: {spread}"
@@ -205,3 +233,92 @@ def test_claims_that_forbid_equal_rows_separate_them():
     assert not {p for p in pairs if p[0] in ("bn_stats_reset_gains_no_robustness", "log_conv1_changes_little")}, (
         f"claims that equal rows satisfy separate nothing: {pairs}")
 
+
+
+def claim(check, claim_id="c"):
+    return {"id": claim_id, "check": check}
+
+
+@pytest.mark.parametrize("check, separates", [
+    ({"left": "adv.robust_error", "op": "<=", "right": "normal.robust_error", "times": 0.8}, True),  # v <= 0.8 v fails
+    ({"left": "adv.robust_error", "op": "<=", "right": "normal.robust_error", "times": 1.25}, False),
+    ({"left": "adv.robust_error", "op": "<", "right": "normal.robust_error"}, True),  # no plus: v < v fails
+    ({"left": "adv.robust_error", "op": "<=", "right": "normal.robust_error"}, False),
+    ({"left": "adv.clean_error", "op": ">=", "right": "normal.clean_error", "times": 2.0, "plus": -1.0}, True),  # v >= 2 v - 1 fails for v > 1
+])
+def test_a_claims_factor_and_offset_decide_whether_it_forbids_equal_rows(check, separates):
+    # times defaults to 1 and plus to 0 (expected.py); a claim separates rows when equal values fail it.
+    got = separated_pairs([claim(check)], TABLE2)
+    left, right = check["left"].split(".")[0], check["right"].split(".")[0]
+    want = [("c", check["left"].split(".")[1], left, right)] if separates else []
+    assert got == want, f"{check}: equal values {'fail' if separates else 'satisfy'} it, so it separates {want}; got {got}"
+
+
+# --- telling two rows apart (Table 2 separation notes) -------------------------------------------------
+
+@pytest.mark.parametrize("difference, sigma, z, separated", [
+    (3.0, 1.0, 3.0, False), (-3.0, 1.0, 3.0, False),  # exactly z SDs: not beyond
+    (3.5, 1.0, 3.0, True), (-3.5, 1.0, 3.0, True),
+    (0.0, 0.0, 3.0, False), (0.1, 0.0, 3.0, True),  # no noise: any difference separates, none does not
+])
+def test_separated_means_more_than_z_standard_deviations_apart(difference, sigma, z, separated):
+    assert Separation(difference, sigma).separated(z) == separated, (
+        f"{difference:+} points at sigma {sigma}: separated at z = {z} must be {separated} (strictly beyond z sigma)")
+
+
+def se_by_hand(percent, n):
+    """Binomial SE (points) of `percent` % on `n` images, written out."""
+    return 100 * math.sqrt(percent / 100 * (1 - percent / 100) / n)
+
+
+@pytest.mark.parametrize("metric, left, right", [("clean_error", "adv", "normal"), ("robust_error", "normal", "bn_params")])
+def test_papers_separation_is_its_difference_over_its_own_binomial_ses(metric, left, right):
+    a, b = TABLE2[left][metric]["value"], TABLE2[right][metric]["value"]
+    n = {"clean_error": 900, "robust_error": 1000}[metric]  # the paper's evaluation sets (tests above)
+    got = paper_separation(MODEL, TABLE2, metric, left, right)
+    assert math.isclose(got.difference, a - b) and math.isclose(got.sigma, math.hypot(se_by_hand(a, n), se_by_hand(b, n))), (
+        f"{left} - {right} on {metric}: the paper's values {a} - {b} with SEs on {n} images each, got {got}")
+
+
+def judged(measured, ours_n, sd, k):
+    return Judgement(40.0, measured, error(ours_n=ours_n, sd=sd, k=k), True)
+
+
+def test_measured_separation_is_binomial_at_the_measured_rates_plus_the_seed_means_spread():
+    left, right = judged(42.0, 1000, 2.0, 4), judged(0.5, 500, 1.0, 1)
+    sigma = math.sqrt(se_by_hand(42.0, 1000) ** 2 + 2.0 ** 2 / 4 + se_by_hand(0.5, 500) ** 2 + 1.0 ** 2 / 1)
+    got = measured_separation(left, right)
+    assert math.isclose(got.difference, 41.5) and math.isclose(got.sigma, sigma), (
+        f"difference 42.0 - 0.5 and sigma sqrt(SE(42%, 1000)^2 + 2^2/4 + SE(0.5%, 500)^2 + 1^2/1) = {sigma:.4f}, got {got}")
+
+
+@pytest.mark.parametrize("hair, bound", [(100.0000001, 100.0), (-1e-7, 0.0)])
+def test_measured_separation_takes_a_rate_a_hair_outside_0_100_at_the_bound(hair, bound):
+    # A float32 100 % can come back as 100.0000001: it is 100 %, not an invalid rate.
+    other = judged(50.0, 1000, 0.5, 1)
+    got, at_bound = measured_separation(judged(hair, 1000, 0.5, 1), other), measured_separation(judged(bound, 1000, 0.5, 1), other)
+    assert math.isclose(got.sigma, at_bound.sigma), f"measured {hair} must count as {bound}: sigma {got.sigma} vs {at_bound.sigma}"
+
+
+# --- the selfcheck's and the trends' rule: two error rates on the same images ---------------------------
+
+@pytest.mark.parametrize("error, n, threshold", [
+    (0.5, 8, 0.5),  # 2 sqrt(2 * 0.25 / 8)
+    (0.1, 1000, 2 * math.sqrt(2 * 0.1 * 0.9 / 1000)),
+    (0.0, 1000, 1 / 1000), (1.0, 1000, 1 / 1000),  # no binomial spread at the extremes: one image
+])
+def test_noise_threshold_is_two_sds_of_a_difference_and_at_least_one_image(error, n, threshold):
+    assert math.isclose(binomial_noise_threshold(error, n), threshold), (
+        f"p = {error}, n = {n}: max(2 sqrt(2 p (1 - p) / n), 1 / n) = {threshold}, got {binomial_noise_threshold(error, n)}")
+
+
+@pytest.mark.parametrize("error_a, error_b, n, within", [
+    (0.25, 0.75, 8, True),  # 2 vs 6 of 8 images: a difference of 0.5, exactly the threshold at their mean 0.5
+    (0.75, 0.25, 8, True),
+    (0.25, 0.80, 8, False),
+    (0.3, 0.3, 100, True),
+    (0.30, 0.42, 100, True), (0.30, 0.45, 100, False),  # thresholds at their means: 0.136 and 0.137
+])
+def test_rule_judges_the_difference_at_the_two_rates_mean_inclusively(error_a, error_b, n, within):
+    assert within_binomial_noise(error_a, error_b, n) == within, (
+        f"{error_a} vs {error_b} on {n} images: |diff| <= threshold at their mean must be {within}")
