@@ -17,6 +17,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 from repro.mechanics.model import ResNet20
 
+# Under pytest-xdist (the fast suite runs `-n auto`: one worker per core) each worker gets its share of
+# the cores for torch's intra-op threads; by default every worker would start one thread per core and
+# the workers' threads would contend for the same cores.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 
 # Options of the reproduction tier (tests/repro); registered here because pytest reads
 # command-line options only from the root conftest.
