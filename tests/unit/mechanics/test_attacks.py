@@ -4,9 +4,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 from torch.nn import functional as F
 
-from repro.mechanics.attacks import PGDSettings, evaluation_pgd, pgd
+from repro.mechanics.attacks import PGDSettings, check_images, evaluation_pgd, pgd
 from repro.mechanics.freeze import bn_buffers, bn_layers
 from repro.mechanics.model import ResNet20
 from repro.paper.configs import BN_EVAL, BN_MODES, BN_TRAIN
@@ -23,6 +24,20 @@ def small_model():
 def random_batch(seed: int, n: int = 4):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+class Linear(nn.Module):
+    """Two-class logits (B, 2) = (0, s.(x - 1/2) - margin) on (B, 3, 2, 2) images, s in {-1, +1}:
+    a model of a dozen multiplications, for tests that attack many times or in several dtypes."""
+
+    def __init__(self, margin: float = 0.0):
+        super().__init__()
+        self.register_buffer("s", torch.tensor([1.0, -1.0]).repeat(6).view(3, 2, 2))
+        self.margin = margin
+
+    def forward(self, x):
+        z = ((x - 0.5) * self.s).flatten(1).sum(1) - self.margin
+        return torch.stack([torch.zeros_like(z), z], 1)
 
 
 @settings(max_examples=25, deadline=None)
@@ -224,6 +239,18 @@ def test_bad_threat_model_raises(small_model, kwargs, message):
     images, labels = random_batch(0)
     with pytest.raises(ValueError, match=message):
         pgd(small_model, images, labels, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"epsilon": 0.0}, {"epsilon": 1.0}, {"step_size": 0.0}, {"steps": 1}],
+    ids=["epsilon 0", "epsilon 1", "step_size 0", "steps 1"],
+)
+def test_threat_model_edges_are_accepted(kwargs):
+    # The documented ranges are closed: eps in [0, 1] (1: the whole image range), step_size >= 0, steps >= 1.
+    images, labels = torch.full((2, 3, 2, 2), 0.5), torch.zeros(2, dtype=torch.long)
+    adv = pgd(Linear(), images, labels, **{"epsilon": EPS, "steps": 1, "seed": 0, **kwargs})
+    assert adv.shape == images.shape, f"pgd with {kwargs}, an edge of the documented ranges, must attack"
 
 
 @pytest.mark.parametrize("outside", ["0-255 scale", "just above 1", "just below 0"])
