@@ -258,8 +258,16 @@ def test_images_outside_unit_range_raise(small_model, outside):
     images, labels = random_batch(0)
     images = {"0-255 scale": images * 255, "just above 1": images.clamp(max=0.99) + 0.02,
               "just below 0": images.clamp(min=0.01) - 0.02}[outside]
-    with pytest.raises(ValueError, match=r"\[0, 1\].*unnormalised"):  # says what is wrong and what to pass
+    # says what is wrong and what to pass instead
+    with pytest.raises(ValueError, match=r"\[0, 1\].*; pass unnormalised images \(the model normalises internally\)$"):
         pgd(small_model, images, labels)
+
+
+def test_check_images_checks_the_range_by_default():
+    # check_images is public; only a caller that passes check_range=False skips the range (docstring).
+    images, labels = random_batch(0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        check_images(images * 255, labels)
 
 
 def test_unchecked_range_is_not_checked(small_model):
@@ -278,7 +286,8 @@ def test_three_dimensional_images_raise(small_model):
 
 def test_mismatched_batch_sizes_raise(small_model):
     images, labels = random_batch(0)
-    with pytest.raises(ValueError, match="batch sizes differ"):
+    # names both sizes: 4 images, labels of shape (2,)
+    with pytest.raises(ValueError, match=r"batch sizes differ: 4 images but labels of shape \(2,\)"):
         pgd(small_model, images, labels[:2])
 
 
