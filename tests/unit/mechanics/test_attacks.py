@@ -106,6 +106,34 @@ def test_random_start_is_uniform_in_the_ball(small_model):
     assert summary[2] < -0.99 and summary[3] > 0.99, f"start does not fill the ball: range {summary[2:]} eps"
 
 
+def test_unseeded_random_starts_do_not_repeat():
+    # An unseeded attack seeds its start from torch's generator, out of 2**62 seeds; 200 calls must
+    # give 200 different starts (from a space of fewer than 200 seeds, some two would coincide).
+    images, labels = torch.full((1, 3, 2, 2), 0.5), torch.zeros(1, dtype=torch.long)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        starts = {tuple(random_start(Linear(), images, labels, None).flatten().tolist()) for _ in range(200)}
+    assert len(starts) == 200, f"200 unseeded attacks drew only {len(starts)} different random starts"
+
+
+def test_seed_gives_a_fixed_random_start():
+    # Results stored with a seed (run cache, report) are reproduced by later code only if a seed's start
+    # never changes: x + eps * (2u - 1), u = torch.rand(x.shape) from a CPU generator seeded with the seed.
+    images, labels = torch.full((8, 3, 2, 2), 0.5), torch.zeros(8, dtype=torch.long)
+    u = torch.rand(images.shape, generator=torch.Generator().manual_seed(7))
+    start = random_start(Linear(), images, labels, 7)
+    assert torch.allclose(start, 2 * u - 1, atol=1e-5), "seed 7's random start is not x + eps * (2u - 1)"
+
+
+def test_zero_epsilon_draws_no_random_numbers():
+    # eps = 0 is no attack: it must not move torch's global generator (an unseeded start draws its
+    # seed there), so a run with eps = 0 keeps the random stream of a run without an attack.
+    images, labels = torch.full((2, 3, 2, 2), 0.5), torch.zeros(2, dtype=torch.long)
+    before = torch.get_rng_state()
+    pgd(Linear(), images, labels, epsilon=0.0, steps=1)
+    assert torch.equal(torch.get_rng_state(), before), "pgd with eps = 0 drew from torch's global generator"
+
+
 def recording_model(model):
     """`model`, and the list every input it receives is appended to."""
     seen = []
