@@ -134,6 +134,14 @@ def test_zero_epsilon_draws_no_random_numbers():
     assert torch.equal(torch.get_rng_state(), before), "pgd with eps = 0 drew from torch's global generator"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+def test_adversarial_examples_keep_the_images_dtype(dtype):
+    # Half- or double-precision images give examples of that precision (a model in that dtype needs them).
+    images, labels = torch.full((2, 3, 2, 2), 0.5, dtype=dtype), torch.zeros(2, dtype=torch.long)
+    adv = pgd(Linear(), images, labels, epsilon=EPS, steps=1, seed=0)
+    assert adv.dtype == dtype, f"pgd turned {dtype} images into {adv.dtype} examples"
+
+
 def recording_model(model):
     """`model`, and the list every input it receives is appended to."""
     seen = []
