@@ -142,6 +142,19 @@ def test_adversarial_examples_keep_the_images_dtype(dtype):
     assert adv.dtype == dtype, f"pgd turned {dtype} images into {adv.dtype} examples"
 
 
+def test_an_examples_attack_does_not_depend_on_its_batch():
+    # With BN in eval mode each example is attacked on its own: the same image gives the same example
+    # alone or among 63 copies (an evaluation's last batch is smaller). Here the image's loss gradient is
+    # ~4e-44 (a logit margin of 100): scaled by 1/64, as a batch-mean loss would, it underflows to zero.
+    image, label = torch.full((1, 3, 2, 2), 0.5), torch.zeros(1, dtype=torch.long)
+    model, kwargs = Linear(margin=100.0), {"epsilon": EPS, "steps": 1, "random_start": False}
+    alone = pgd(model, image, label, **kwargs)
+    in_batch = pgd(model, image.repeat(64, 1, 1, 1), label.repeat(64), **kwargs)
+    assert not torch.equal(alone, image), "fixture: the attack must move the image alone"
+    assert torch.equal(in_batch, alone.repeat(64, 1, 1, 1)), (
+        "the image's adversarial example differs between a batch of 1 and a batch of 64")
+
+
 def recording_model(model):
     """`model`, and the list every input it receives is appended to."""
     seen = []
