@@ -155,6 +155,15 @@ def test_an_examples_attack_does_not_depend_on_its_batch():
         "the image's adversarial example differs between a batch of 1 and a batch of 64")
 
 
+def test_evaluation_pgd_is_reproducible_from_its_seed():
+    # Every PGD error in the report must come out the same when its evaluation is rerun with its seed.
+    images, labels = torch.full((4, 3, 2, 2), 0.5), torch.zeros(4, dtype=torch.long)
+    first, again, other = (evaluation_pgd(Linear(), images, labels, epsilon=EPS, steps=1, seed=seed)
+                           for seed in (3, 3, 4))
+    assert torch.equal(first, again), "evaluation PGD gave other examples when rerun with the same seed"
+    assert not torch.equal(first, other), "evaluation PGD gave the same examples for seeds 3 and 4"
+
+
 def recording_model(model):
     """`model`, and the list every input it receives is appended to."""
     seen = []
