@@ -4,9 +4,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 from torch.nn import functional as F
 
-from repro.mechanics.attacks import PGDSettings, evaluation_pgd, pgd
+from repro.mechanics.attacks import PGDSettings, check_images, evaluation_pgd, pgd
 from repro.mechanics.freeze import bn_buffers, bn_layers
 from repro.mechanics.model import ResNet20
 from repro.paper.configs import BN_EVAL, BN_MODES, BN_TRAIN
@@ -23,6 +24,20 @@ def small_model():
 def random_batch(seed: int, n: int = 4):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+class Linear(nn.Module):
+    """Two-class logits (B, 2) = (0, s.(x - 1/2) - margin) on (B, 3, 2, 2) images, s in {-1, +1}:
+    a model of a dozen multiplications, for tests that attack many times or in several dtypes."""
+
+    def __init__(self, margin: float = 0.0):
+        super().__init__()
+        self.register_buffer("s", torch.tensor([1.0, -1.0]).repeat(6).view(3, 2, 2))
+        self.margin = margin
+
+    def forward(self, x):
+        z = ((x - 0.5) * self.s).flatten(1).sum(1) - self.margin
+        return torch.stack([torch.zeros_like(z), z], 1)
 
 
 @settings(max_examples=25, deadline=None)
@@ -89,6 +104,64 @@ def test_random_start_is_uniform_in_the_ball(small_model):
     summary = (start.mean().item(), start.abs().mean().item(), start.min().item(), start.max().item())
     assert abs(summary[0]) < 0.02 and abs(summary[1] - 0.5) < 0.02, f"start is not U(-eps, eps): mean, mean|.| {summary[:2]}"
     assert summary[2] < -0.99 and summary[3] > 0.99, f"start does not fill the ball: range {summary[2:]} eps"
+
+
+def test_unseeded_random_starts_do_not_repeat():
+    # An unseeded attack seeds its start from torch's generator, out of 2**62 seeds; 200 calls must
+    # give 200 different starts (from a space of fewer than 200 seeds, some two would coincide).
+    images, labels = torch.full((1, 3, 2, 2), 0.5), torch.zeros(1, dtype=torch.long)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        starts = {tuple(random_start(Linear(), images, labels, None).flatten().tolist()) for _ in range(200)}
+    assert len(starts) == 200, f"200 unseeded attacks drew only {len(starts)} different random starts"
+
+
+def test_seed_gives_a_fixed_random_start():
+    # Results stored with a seed (run cache, report) are reproduced by later code only if a seed's start
+    # never changes: x + eps * (2u - 1), u = torch.rand(x.shape) from a CPU generator seeded with the seed.
+    images, labels = torch.full((8, 3, 2, 2), 0.5), torch.zeros(8, dtype=torch.long)
+    u = torch.rand(images.shape, generator=torch.Generator().manual_seed(7))
+    start = random_start(Linear(), images, labels, 7)
+    assert torch.allclose(start, 2 * u - 1, atol=1e-5), "seed 7's random start is not x + eps * (2u - 1)"
+
+
+def test_zero_epsilon_draws_no_random_numbers():
+    # eps = 0 is no attack: it must not move torch's global generator (an unseeded start draws its
+    # seed there), so a run with eps = 0 keeps the random stream of a run without an attack.
+    images, labels = torch.full((2, 3, 2, 2), 0.5), torch.zeros(2, dtype=torch.long)
+    before = torch.get_rng_state()
+    pgd(Linear(), images, labels, epsilon=0.0, steps=1)
+    assert torch.equal(torch.get_rng_state(), before), "pgd with eps = 0 drew from torch's global generator"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+def test_adversarial_examples_keep_the_images_dtype(dtype):
+    # Half- or double-precision images give examples of that precision (a model in that dtype needs them).
+    images, labels = torch.full((2, 3, 2, 2), 0.5, dtype=dtype), torch.zeros(2, dtype=torch.long)
+    adv = pgd(Linear(), images, labels, epsilon=EPS, steps=1, seed=0)
+    assert adv.dtype == dtype, f"pgd turned {dtype} images into {adv.dtype} examples"
+
+
+def test_an_examples_attack_does_not_depend_on_its_batch():
+    # With BN in eval mode each example is attacked on its own: the same image gives the same example
+    # alone or among 63 copies (an evaluation's last batch is smaller). Here the image's loss gradient is
+    # ~4e-44 (a logit margin of 100): scaled by 1/64, as a batch-mean loss would, it underflows to zero.
+    image, label = torch.full((1, 3, 2, 2), 0.5), torch.zeros(1, dtype=torch.long)
+    model, kwargs = Linear(margin=100.0), {"epsilon": EPS, "steps": 1, "random_start": False}
+    alone = pgd(model, image, label, **kwargs)
+    in_batch = pgd(model, image.repeat(64, 1, 1, 1), label.repeat(64), **kwargs)
+    assert not torch.equal(alone, image), "fixture: the attack must move the image alone"
+    assert torch.equal(in_batch, alone.repeat(64, 1, 1, 1)), (
+        "the image's adversarial example differs between a batch of 1 and a batch of 64")
+
+
+def test_evaluation_pgd_is_reproducible_from_its_seed():
+    # Every PGD error in the report must come out the same when its evaluation is rerun with its seed.
+    images, labels = torch.full((4, 3, 2, 2), 0.5), torch.zeros(4, dtype=torch.long)
+    first, again, other = (evaluation_pgd(Linear(), images, labels, epsilon=EPS, steps=1, seed=seed)
+                           for seed in (3, 3, 4))
+    assert torch.equal(first, again), "evaluation PGD gave other examples when rerun with the same seed"
+    assert not torch.equal(first, other), "evaluation PGD gave the same examples for seeds 3 and 4"
 
 
 def recording_model(model):
@@ -226,13 +299,33 @@ def test_bad_threat_model_raises(small_model, kwargs, message):
         pgd(small_model, images, labels, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"epsilon": 0.0}, {"epsilon": 1.0}, {"step_size": 0.0}, {"steps": 1}],
+    ids=["epsilon 0", "epsilon 1", "step_size 0", "steps 1"],
+)
+def test_threat_model_edges_are_accepted(kwargs):
+    # The documented ranges are closed: eps in [0, 1] (1: the whole image range), step_size >= 0, steps >= 1.
+    images, labels = torch.full((2, 3, 2, 2), 0.5), torch.zeros(2, dtype=torch.long)
+    adv = pgd(Linear(), images, labels, **{"epsilon": EPS, "steps": 1, "seed": 0, **kwargs})
+    assert adv.shape == images.shape, f"pgd with {kwargs}, an edge of the documented ranges, must attack"
+
+
 @pytest.mark.parametrize("outside", ["0-255 scale", "just above 1", "just below 0"])
 def test_images_outside_unit_range_raise(small_model, outside):
     images, labels = random_batch(0)
     images = {"0-255 scale": images * 255, "just above 1": images.clamp(max=0.99) + 0.02,
               "just below 0": images.clamp(min=0.01) - 0.02}[outside]
-    with pytest.raises(ValueError, match=r"\[0, 1\].*unnormalised"):  # says what is wrong and what to pass
+    # says what is wrong and what to pass instead
+    with pytest.raises(ValueError, match=r"\[0, 1\].*; pass unnormalised images \(the model normalises internally\)$"):
         pgd(small_model, images, labels)
+
+
+def test_check_images_checks_the_range_by_default():
+    # check_images is public; only a caller that passes check_range=False skips the range (docstring).
+    images, labels = random_batch(0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        check_images(images * 255, labels)
 
 
 def test_unchecked_range_is_not_checked(small_model):
@@ -251,7 +344,8 @@ def test_three_dimensional_images_raise(small_model):
 
 def test_mismatched_batch_sizes_raise(small_model):
     images, labels = random_batch(0)
-    with pytest.raises(ValueError, match="batch sizes differ"):
+    # names both sizes: 4 images, labels of shape (2,)
+    with pytest.raises(ValueError, match=r"batch sizes differ: 4 images but labels of shape \(2,\)"):
         pgd(small_model, images, labels[:2])
 
 
