@@ -65,12 +65,30 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
-def trained_tiny_model():
+def trained_tiny_model(tmp_path_factory, worker_id):
     """A width-4 ResNet-20 trained normally on the built-in data, with held-out data.
 
     Deterministic (fixed seeds, fixed data); about 6 s on a 2-core CPU, where it reaches ~88%
-    clean accuracy (PGD-10 at 8/255: ~12%).
+    clean accuracy (PGD-10 at 8/255: ~12%). Under pytest-xdist the first worker to ask trains it and
+    saves it beside the workers' temporary folders; the others load it (pytest-xdist's documented
+    pattern for a session fixture made once), so its three test files get one model, trained once.
     """
+    if worker_id == "master":
+        return _train_tiny_model()
+    from filelock import FileLock
+
+    path = tmp_path_factory.getbasetemp().parent / "trained_tiny_model.pt"
+    with FileLock(str(path) + ".lock"):
+        if not path.is_file():
+            model, images, labels = _train_tiny_model()
+            torch.save({"state": model.state_dict(), "images": images, "labels": labels}, path)
+        saved = torch.load(path)
+    model = ResNet20(width=4)
+    model.load_state_dict(saved["state"])
+    return model.eval(), saved["images"], saved["labels"]
+
+
+def _train_tiny_model():
     from repro.mechanics.attacks import PGDSettings
     from repro.mechanics.freeze import apply_configuration
     from repro.mechanics.train_step import train_step

@@ -8,7 +8,7 @@ import multiprocessing
 
 import pytest
 
-FINE_TUNING = ["bn_stats_no_reset", "bn_params", "bn_only_params"]
+FINE_TUNING = ["bn_params", "bn_only_params"]  # two rows waiting on one NORMAL (a third cost a process)
 WORKERS = FINE_TUNING + ["bn_params"]  # two workers on one row, as when two tests of the tier read it
 # Seconds before a hung pool counts as a deadlock (a lock never released, a worker waiting on a
 # NORMAL nobody trains). The micro budget finishes in well under a minute on 2 shared cores.
@@ -18,7 +18,7 @@ DEADLOCK_TIMEOUT = 300
 def worker(out, config_id):
     import torch
 
-    torch.set_num_threads(1)  # three processes on two cores: no oversubscription
+    torch.set_num_threads(1)  # several processes on two cores: no oversubscription
     from repro.paper.configs import get_configuration
     from repro.runs.pipeline import Pipeline, RunSettings
     from tests.conftest import make_micro_budget

@@ -142,13 +142,30 @@ def differing_tensors(a, b):
     return [k for k in a if not torch.equal(a[k], b[k])]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """config_id -> that row trained once without interruption at the micro budget (seed 0; a fine-tuning
+    row from the NORMAL here), shared by the resume tests, which compare against it and never change it
+    (train copies an initial model's weights into a new one)."""
+    budget = make_micro_budget()
+    data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)
+    runs = {}
+
+    def get(config_id):
+        if config_id not in runs:
+            config = CONFIGURATIONS[config_id]
+            initial = get("normal") if config.init == FROM_NORMAL else None
+            runs[config_id] = train(config, budget, data, tmp_path_factory.mktemp(config_id), seed=0,
+                                    initial_model=initial)
+        return runs[config_id]
+    return get
+
+
 @pytest.mark.parametrize("config_id", ["normal", "adv", "bn_stats_reset", "bn_params"])
-def test_resume_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, config_id):
+def test_resume_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, uninterrupted, config_id):
     config = CONFIGURATIONS[config_id]
-    initial = None
-    if config.init == FROM_NORMAL:
-        initial = train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path / "normal", seed=0)
-    full = train(config, micro_budget, micro_data, tmp_path / "full", seed=0, initial_model=initial)
+    initial = uninterrupted("normal") if config.init == FROM_NORMAL else None
+    full = uninterrupted(config_id)
     steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
     # Interrupted in the middle of the second epoch, no timed checkpoint: resumes from epoch 1's.
     _, _, resumed = interrupted_and_resumed(tmp_path, micro_budget, micro_data, config, initial,
@@ -164,9 +181,10 @@ def test_resume_replays_only_the_unfinished_epoch(tmp_path, micro_budget, micro_
 
 
 @pytest.mark.parametrize("config_id", ["normal", "adv"])
-def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, config_id):
+def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, micro_budget, micro_data, uninterrupted,
+                                                          config_id):
     config = CONFIGURATIONS[config_id]
-    full = train(config, micro_budget, micro_data, tmp_path / "full", seed=0)
+    full = uninterrupted(config_id)
     steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
     _, _, resumed = interrupted_and_resumed(tmp_path, micro_budget, micro_data, config, None,
                                             stop_at=steps_per_epoch + 2, checkpoint_seconds=0)
