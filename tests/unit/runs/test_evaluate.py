@@ -9,12 +9,14 @@ import types
 import pyautoattack
 import pytest
 import torch
+from torch.nn import functional as F
 
 from repro.mechanics.attacks import evaluation_pgd
 from repro.mechanics.model import ResNet20
 from repro.paper.budgets import SMOKE
 from repro.runs.data import Dataset, to_float
-from repro.runs.evaluate import autoattack_evaluation, error_percent, evaluate, predict
+from repro.runs.evaluate import (autoattack_evaluation, error_percent, evaluate, freeze_for_evaluation, pgd_evaluation,
+                                 pgd_logits, predict)
 from tests.conftest import make_micro_budget
 
 BUDGET = dataclasses.replace(SMOKE, eval_batch_size=64)
@@ -226,3 +228,93 @@ def test_evaluation_attacks_exactly_the_first_n_robust_images():
     assert indices == set(range(budget.n_robust)), (
         f"Section 3.2 attacks the first n_robust={budget.n_robust} test images; evaluation attacked {sorted(indices)}")
     assert largest <= budget.epsilon + 1e-6, f"an attack input lies {largest} from its image, eps = {budget.epsilon}"
+
+
+# --- evaluate() on a hand-made model and noise images: counts, seeds, one PGD pass ---------------
+def noise_data(n: int, label: int | None = None) -> Dataset:
+    """n uint8 noise test images; labels random, or all `label`."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g).to(torch.uint8)
+    labels = torch.randint(0, 10, (n,), generator=g) if label is None else torch.full((n,), label)
+    return Dataset("noise", images[:1], labels[:1], images, labels, "generated")
+
+
+def width2_model(bias: float = 0.0) -> ResNet20:
+    torch.manual_seed(0)
+    model = ResNet20(width=2)
+    with torch.no_grad():
+        model.fc.bias[0] = bias  # > 0: mostly class 0, so images labelled 0 are there to attack
+    return model
+
+
+@pytest.mark.parametrize("n_test, n_clean", [(None, 40), (16, 16), (1000, 40)])
+def test_clean_error_counts_the_budgets_n_test_capped_at_the_set(n_test, n_clean, monkeypatch):
+    monkeypatch.setattr(pyautoattack, "AutoAttack", fake_autoattack(lambda m, x, y: x))
+    data, model = noise_data(40), width2_model()
+    budget = make_micro_budget(n_test=n_test, n_robust=8, eval_pgd_steps=1)
+    metrics = evaluate(copy.deepcopy(model), data, budget, seed=0)[0]
+    clean = error_percent(predict(model.eval(), data.test_images[:n_clean], 64), data.test_labels[:n_clean])
+    assert (metrics["n_clean"], metrics["clean_error"]) == (n_clean, pytest.approx(clean)), (
+        f"budget n_test={n_test} on {len(data.test_labels)} test images: the clean error must be over the first "
+        f"{n_clean} (all of them when the budget says None or more), got {metrics['n_clean']} ({metrics['clean_error']})")
+
+
+def test_evaluation_attacks_each_robust_image_with_pgd_once(monkeypatch):
+    # The PGD error, cross-entropy and Figure 3's PGD series come from one attack; a second pass would
+    # give the same numbers (same seed) at twice the phase's cost.
+    monkeypatch.setattr(pyautoattack, "AutoAttack", fake_autoattack(lambda m, x, y: x))  # no gradients of its own
+    budget = make_micro_budget(n_test=16, n_robust=12, eval_batch_size=8, eval_pgd_steps=2)
+    model = width2_model()
+    attacked = []
+    model.register_forward_pre_hook(lambda _m, inputs: attacked.append(len(inputs[0])) if torch.is_grad_enabled() else None)
+    evaluate(model, noise_data(16), budget, seed=0)
+    assert sum(attacked) == budget.n_robust * budget.eval_pgd_steps, (
+        f"{sum(attacked)} image gradients taken; one PGD of {budget.eval_pgd_steps} steps on the first "
+        f"{budget.n_robust} images takes {budget.n_robust * budget.eval_pgd_steps}")
+
+
+def test_pgd_evaluation_scores_the_logits_it_is_given():
+    # evaluate() hands over the logits its PGD produced (also Figure 3's series): the error and the
+    # cross-entropy must be theirs, not those of a fresh attack.
+    labels = torch.tensor([0, 1, 2, 3])
+    logits = 3.0 * F.one_hot(torch.tensor([0, 1, 2, 0]), 10).float()  # the last one wrong: 25 %
+    images = noise_data(4).test_images
+    result = pgd_evaluation(width2_model().eval(), images, labels, make_micro_budget(eval_pgd_steps=1), seed=0, logits=logits)
+    expected = {"pgd_error": 25.0, "pgd_cross_entropy": pytest.approx(F.cross_entropy(logits, labels).item())}
+    assert result == expected, f"given logits with error 25 % and cross-entropy {expected['pgd_cross_entropy']}, got {result}"
+
+
+def test_pgd_batch_at_offset_i_is_seeded_seed_plus_i():
+    # Documented seeding: the batch at offset i is attacked with seed + i, so any batch's examples can be
+    # reproduced alone from the run's seed (and batches never share a random start).
+    budget = make_micro_budget(eval_batch_size=4, eval_pgd_steps=1)
+    data, model = noise_data(12), freeze_for_evaluation(width2_model())
+    logits = pgd_logits(model, data.test_images, data.test_labels, budget, seed=5)
+    with torch.no_grad():
+        alone = [model(evaluation_pgd(model, to_float(data.test_images[i:i + 4]), data.test_labels[i:i + 4],
+                                      epsilon=budget.epsilon, steps=1, seed=5 + i)) for i in (0, 4, 8)]
+    assert torch.allclose(logits, torch.cat(alone), atol=1e-6), \
+        "the PGD logits of the batch at offset i must be those of evaluation_pgd with seed + i"
+
+
+def test_autoattack_runs_with_the_evaluations_seed(monkeypatch):
+    # A rerun with the recorded seed reproduces Table 2's AutoAttack error; given no seed, pyautoattack
+    # seeds from the clock in whole seconds, which test_evaluation_is_reproducible cannot tell apart.
+    returned = []
+
+    class Recording(pyautoattack.AutoAttack):
+        def run_standard_evaluation(self, x, y, **kwargs):
+            x_adv, y_adv = super().run_standard_evaluation(x, y, **kwargs)
+            returned.append(x_adv)
+            return x_adv, y_adv
+
+    monkeypatch.setattr(pyautoattack, "AutoAttack", Recording)
+    budget = make_micro_budget(n_test=8, n_robust=8, eval_pgd_steps=1, autoattack_iterations=2)
+    data, model = noise_data(8, label=0), width2_model(bias=5.0)
+    evaluate(copy.deepcopy(model), data, budget, seed=3)
+    frozen = freeze_for_evaluation(model)
+    for seed in (3, 4):
+        autoattack_evaluation(frozen, data.test_images, data.test_labels, budget, seed=seed)
+    in_evaluate, seed3, seed4 = returned
+    assert not torch.equal(seed3, seed4), "the fixture must make AutoAttack's examples depend on its seed"
+    assert torch.equal(in_evaluate, seed3), "evaluate(seed=3)'s AutoAttack examples differ from AutoAttack's with seed 3"
