@@ -156,7 +156,18 @@ def test_timings_cover_each_phase(evaluated):
         and sum(timings.values()) <= wall, f"seconds per phase {timings} must be parts of the call's {wall:.2f} s"
 
 
-def test_autoattack_progress_is_silenced_and_only_its_own(model_and_images, caplog):
+@pytest.fixture
+def fresh_autoattack_logger():
+    """pyautoattack's logger as in a fresh process (level unset), restored afterwards: any earlier
+    evaluation in this process (mutmut forks each mutant from one that ran the tests) has set it."""
+    logger = logging.getLogger("auto-attack")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield logger
+    logger.setLevel(level)
+
+
+def test_autoattack_progress_is_silenced_and_only_its_own(model_and_images, caplog, fresh_autoattack_logger):
     # pyautoattack logs every batch at DEBUG/INFO; a run that logs at DEBUG must not drown in them.
     caplog.set_level(logging.DEBUG)
     model, images, labels = model_and_images
