@@ -327,5 +327,6 @@ def test_autoattack_runs_with_the_evaluations_seed(monkeypatch):
     for seed in (3, 4):
         autoattack_evaluation(frozen, data.test_images, data.test_labels, budget, seed=seed)
     in_evaluate, seed3, seed4 = returned
-    assert not torch.equal(seed3, seed4), "the fixture must make AutoAttack's examples depend on its seed"
+    assert not torch.equal(seed3, seed4), ("autoattack_evaluation with seeds 3 and 4 returned the same examples: "
+                                           "the seed must reach AutoAttack's random start (on images it can flip)")
     assert torch.equal(in_evaluate, seed3), "evaluate(seed=3)'s AutoAttack examples differ from AutoAttack's with seed 3"
