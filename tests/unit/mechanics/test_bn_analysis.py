@@ -92,6 +92,28 @@ def test_untracked_statistics_are_rejected():
         fold_bn(nn.BatchNorm2d(3, track_running_stats=False))
 
 
+@pytest.mark.parametrize("missing", ["running_mean", "running_var"])
+def test_either_missing_statistic_is_rejected(missing):
+    layer = nn.BatchNorm2d(3).eval()
+    setattr(layer, missing, None)  # the other statistic is still there
+    with pytest.raises(ValueError, match="^Equation 1 needs running statistics"):
+        fold_bn(layer)  # m needs sigma^2 and b needs mu: without either, Equation 1 is undefined
+
+
+# "meta" is a device other than the CPU that every machine has; CUDA as well where there is one.
+DEVICES = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_folded_conv_lives_on_the_conv_device(device):
+    conv = nn.Conv2d(3, 4, 3, padding=1, device=device)
+    layer = nn.BatchNorm2d(4, device=device).eval()
+    fused = fold_conv_bn(conv, layer)
+    devices = {t.device.type for t in (fused.weight, fused.bias)}
+    assert devices == {device}, (
+        f"the folded convolution must sit on the conv's device ({device}) to run on its inputs, got {devices}")
+
+
 def test_mean_abs_gamma_per_layer_by_hand():
     from repro.mechanics.bn_analysis import mean_abs_gamma_per_layer
     from repro.mechanics.model import bn_layers
@@ -102,6 +124,16 @@ def test_mean_abs_gamma_per_layer_by_hand():
             layer.weight.copy_(torch.tensor([index + 1.0, -(index + 1.0)]).repeat(layer.num_features // 2))
     measured = mean_abs_gamma_per_layer(model)
     assert measured == [float(i + 1) for i in range(len(bn_layers(model)))], f"mean |gamma| per layer: {measured}"
+
+
+def test_bn_without_gamma_has_mean_abs_gamma_one():
+    from repro.mechanics.bn_analysis import mean_abs_gamma_per_layer
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, affine=False), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        model[2].weight.fill_(-0.5)
+    measured = mean_abs_gamma_per_layer(model)
+    assert measured == [1.0, 0.5], f"a BN layer without gamma scales by 1 (gamma = 1), the other by |-0.5|: {measured}"
 
 
 def test_bn_without_gamma_and_beta_is_m_z_plus_b():
