@@ -31,7 +31,7 @@ MODULES = {
     "attacks": ("mechanics/attacks", ["tests/unit/mechanics/test_attacks.py", "tests/unit/runs/test_attack_strength.py"]),
     "evaluate": ("runs/evaluate", ["tests/unit/runs/test_evaluate.py", "tests/unit/runs/test_attack_strength.py"]),
     "bn_analysis": ("mechanics/bn_analysis", ["tests/unit/mechanics/test_bn_analysis.py"]),
-    "train_step": ("mechanics/train_step", ["tests/unit/mechanics/test_freeze.py"]),
+    "train_step": ("mechanics/train_step", ["tests/unit/mechanics/test_freeze.py", "tests/unit/mechanics/test_train_step.py"]),
     "freeze": ("mechanics/freeze", ["tests/unit/mechanics/test_freeze.py", "tests/unit/mechanics/test_attacks.py"]),
     "model": ("mechanics/model", ["tests/unit/mechanics/test_model.py", "tests/unit/mechanics/test_freeze.py"]),
     "expected": ("paper/expected", ["tests/unit/paper/test_expected.py"]),
