@@ -1,5 +1,7 @@
 """Applying a configuration sets exactly its trainable tensors and its BN behaviour (Table 1)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from repro.paper.configs import (
     BN_TRAIN,
     CLEAN,
     CONFIGURATIONS,
+    CUMULATIVE_AVERAGE,
     FORWARD_ADVERSARIAL,
     STATS_FROZEN,
     STATS_RESET,
@@ -266,3 +269,24 @@ def test_bn_only_trains_table1_fraction(config_id):
     trainable = apply_configuration(model, CONFIGURATIONS[config_id])
     percent = 100 * sum(p.numel() for p in trainable) / count_parameters(model)
     assert abs(percent - 0.145) < 0.0005, f"{config_id}: trains {percent:.4f}% of parameters, Table 1: 0.15%"
+
+
+def test_cumulative_average_is_plain_mean_of_batch_statistics():
+    """The cumulative-average reading (repro/paper/choices.py) makes every BN's running mean the
+    equal-weight average of the batch means it has seen, not a momentum-weighted one."""
+    config = dataclasses.replace(CONFIGURATIONS["bn_stats_no_reset"], stats_average=CUMULATIVE_AVERAGE)
+    torch.manual_seed(0)
+    model = ResNet20(width=2)
+    apply_configuration(model, config)
+    train_mode(model, config)
+    batch_means = {name: [] for name, _ in bn_layers(model)}
+    for name, layer in bn_layers(model):
+        layer.register_forward_pre_hook(lambda _, inputs, name=name: batch_means[name].append(inputs[0].mean((0, 2, 3))))
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 3, 32, 32))
+    for name, layer in bn_layers(model):
+        expected = torch.stack(batch_means[name]).mean(0)
+        assert torch.allclose(layer.running_mean, expected, atol=1e-6), (
+            f"{name}: running mean {layer.running_mean} is not the plain average {expected} of the 3 batch means seen"
+        )
