@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from repro.mechanics.model import ResNet20, bn_layers, count_parameters, parameters_in
+from repro.mechanics.model import BasicBlock, ResNet20, bn_layers, count_parameters, parameters_in
 from repro.paper.groups import BN, CONV1, LOGITS, PARAMETER_GROUPS, REST
 from repro.paper.table1 import table1_percent
 
@@ -173,5 +173,62 @@ def test_bn_momentum_is_pytorch_default(tiny_model, batch):
     assert wrong == [], f"BN layers whose running statistics do not move with momentum 0.1: {wrong}"
 
 
-def test_normalisation_is_not_state(tiny_model):
-    assert "mean" not in tiny_model.state_dict(), "input normalisation constants are not checkpointed"
+@pytest.mark.parametrize("buffer", ["mean", "std"])
+def test_normalisation_is_not_state(tiny_model, buffer):
+    assert buffer not in tiny_model.state_dict(), f"input normalisation constant {buffer!r} is not checkpointed"
+
+
+@pytest.mark.parametrize("width, accepted", [(-1, False), (0, False), (1, True), (2, True)])
+def test_width_accepted_exactly_when_positive(width, accepted):
+    # Any positive width is a valid (if narrow) model; width 1 is the smallest.
+    if accepted:
+        model = ResNet20(width=width)
+        assert model.width == width == model.conv1.out_channels, (
+            f"ResNet20(width={width}) must report width {width} and have {width} stem channels, "
+            f"got width {model.width}, {model.conv1.out_channels} channels")
+    else:
+        with pytest.raises(ValueError, match="width must be a positive integer"):
+            ResNet20(width=width)
+
+
+def test_feature_maps_halve_at_each_stage_start():
+    # He et al.'s CIFAR ResNet: the stem and stage 1 keep 32x32, stages 2 and 3 start with a
+    # stride-2 block, giving 16x16 and 8x8 maps with width, 2*width, 4*width channels.
+    width = 2
+    model = ResNet20(width=width).eval()
+    shapes = {}
+    model.bn1.register_forward_hook(lambda _m, _i, out: shapes.__setitem__("stem", tuple(out.shape[1:])))
+    for i, block in enumerate(model.blocks):
+        block.register_forward_hook(lambda _m, _i, out, i=i: shapes.__setitem__(f"block{i}", tuple(out.shape[1:])))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+    expected = {"stem": (width, 32, 32)}
+    expected.update({f"block{i}": (width * 2 ** (i // 3), 32 // 2 ** (i // 3), 32 // 2 ** (i // 3)) for i in range(9)})
+    assert shapes == expected, f"feature map (C, H, W) per stage differ from ResNet-20's: {shapes}, expected {expected}"
+
+
+@pytest.mark.parametrize("in_channels, out_channels, stride", [(4, 4, 1), (4, 8, 1), (4, 4, 2), (4, 8, 2)])
+def test_block_output_follows_its_channels_and_stride(in_channels, out_channels, stride):
+    # A block whose shape changes in channels, in resolution or both must still add its shortcut
+    # (a projection shortcut); only a shape-preserving block may use the identity.
+    block = BasicBlock(in_channels, out_channels, stride).eval()
+    with torch.no_grad():
+        out = block(torch.rand(2, in_channels, 8, 8))
+    expected = (2, out_channels, 8 // stride, 8 // stride)
+    assert tuple(out.shape) == expected, f"BasicBlock({in_channels}, {out_channels}, {stride}) gives {tuple(out.shape)}, expected {expected}"
+
+
+def test_convolutions_start_with_kaiming_fan_out():
+    # He initialisation in fan-out mode (torchvision's ResNet convention): weight std
+    # sqrt(2 / (out_channels * k * k)); conv1 and the shortcuts have fan-in != fan-out.
+    torch.manual_seed(0)
+    model = ResNet20(width=16)
+    wrong = {}
+    for name, conv in model.named_modules():
+        if isinstance(conv, nn.Conv2d):
+            out_channels, _, kh, kw = conv.weight.shape
+            expected = (2 / (out_channels * kh * kw)) ** 0.5
+            ratio = conv.weight.std().item() / expected
+            if not 0.8 < ratio < 1.2:
+                wrong[name] = round(ratio, 3)
+    assert wrong == {}, f"convolutions whose weight std is not sqrt(2 / fan_out) (ratio shown): {wrong}"
