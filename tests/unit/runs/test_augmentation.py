@@ -5,7 +5,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from repro.paper.configs import AUTOAUGMENT, AUTOAUGMENT_FIRST, AUTOAUGMENT_ORDERS, CROP_FLIP, CROP_FLIP_FIRST
 from repro.runs.augmentation import augment, autoaugment, prefetched_autoaugment, random_crop_flip
+from repro.runs.data import to_float
 
 
 def test_crop_flip_keeps_shape_and_dtype():
@@ -118,3 +120,43 @@ def test_prefetched_autoaugment_gives_each_batch_its_seeded_images_in_order():
     expected = [autoaugment(images[b], torch.Generator().manual_seed(s)) for b, s in zip(batches, seeds)]
     assert len(got) == 5 and all(torch.equal(g, e) for g, e in zip(got, expected)), (
         "prefetched batches must be the seeded AutoAugment of their own indices, in order")
+
+
+def test_crop_flip_offsets_cover_the_whole_4_pixel_padding(distinct_pixel_image):
+    found = [crop_or_mirror_crop(sample, distinct_pixel_image) for sample in crops_of(distinct_pixel_image, n=256)]
+    for flipped in (False, True):  # a mirrored crop at dx matches the mirror's window at 2 * PAD - dx: count each apart
+        dys = {match[1] for match in found if match is not None and match[0] == flipped}
+        dxs = {match[2] for match in found if match is not None and match[0] == flipped}
+        assert dys == dxs == set(range(2 * PAD + 1)), (
+            f"crops (flipped={flipped}) must shift by every offset 0..{2 * PAD} of the 4-pixel padding in both "
+            f"axes, got dy {dys}, dx {dxs}")
+
+
+def test_augment_crop_flip_is_the_seeded_crop_flip_in_either_order():
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    expected = to_float(random_crop_flip(images, torch.Generator().manual_seed(6)))
+    for order in AUTOAUGMENT_ORDERS:
+        torch.manual_seed(order == CROP_FLIP_FIRST)  # the global RNG must not enter the crop_flip rows' images
+        out = augment(images, CROP_FLIP, torch.Generator().manual_seed(6), order)
+        assert torch.equal(out, expected), (
+            f"crop_flip rows get crops and flips only, drawn from their generator, whatever the order ({order})")
+
+
+@pytest.mark.parametrize("order", AUTOAUGMENT_ORDERS)
+def test_augment_autoaugment_applies_autoaugment_and_crop_flip_in_its_order(order):
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(7)  # AutoAugment (unseeded in augment) draws from the global RNG
+    out = augment(images, AUTOAUGMENT, torch.Generator().manual_seed(6), order)
+    torch.manual_seed(7)
+    if order == AUTOAUGMENT_FIRST:
+        expected = random_crop_flip(autoaugment(images), torch.Generator().manual_seed(6))
+    else:
+        expected = autoaugment(random_crop_flip(images, torch.Generator().manual_seed(6)))
+    assert torch.equal(out, to_float(expected)), (
+        f"NORMAL's batches get AutoAugment and the seeded crop/flip, composed in the order {order} names")
+
+
+def test_unknown_autoaugment_order_is_rejected_listing_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown AutoAugment order") as error:
+        augment(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), AUTOAUGMENT, torch.Generator(), "sideways")
+    assert ", ".join(AUTOAUGMENT_ORDERS) in str(error.value), "the error must name the valid orders"
