@@ -171,3 +171,51 @@ def test_seeded_autoaugment_is_torchvisions_autoaugment_under_the_same_seed():
     assert all(same), (
         "a generator seeded s must give torchvision's AutoAugment under torch.manual_seed(s): the same sub-policies, "
         f"application probabilities, magnitudes and signs; samples {[i for i, ok in enumerate(same) if not ok]} differ")
+
+
+class CountingSeeds:
+    """An iterable of seeds that records how many the prefetcher has taken (each one a batch it started)."""
+
+    def __init__(self, seeds):
+        self.seeds, self.taken = seeds, 0
+
+    def __iter__(self):
+        for seed in self.seeds:
+            self.taken += 1
+            yield seed
+
+
+@pytest.mark.parametrize("lookahead", [None, 1, 3])
+def test_prefetched_autoaugment_starts_at_most_lookahead_batches_ahead(lookahead):
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    seeds = CountingSeeds(list(range(8)))
+    kwargs = {} if lookahead is None else {"lookahead": lookahead}
+    ahead = 2 if lookahead is None else lookahead  # the default keeps two batches in hand
+    batches = prefetched_autoaugment(images, [torch.arange(k * 2, k * 2 + 2) for k in range(8)], seeds, **kwargs)
+    for consumed in (1, 2, 3):
+        next(batches)
+        assert seeds.taken == consumed + ahead, (
+            f"after {consumed} batches taken, {consumed + ahead} may have been started (lookahead {ahead}), "
+            f"not {seeds.taken}: the prefetch must bound its work and memory ahead of the consumer")
+    batches.close()
+
+
+def test_prefetched_autoaugment_runs_on_one_named_background_thread(monkeypatch):
+    import threading
+    import time
+
+    from repro.runs import augmentation
+
+    threads = []
+
+    def recording_autoaugment(images, generator=None):
+        threads.append(threading.current_thread().name)
+        time.sleep(0.005)  # long enough that a second worker, if allowed, would be started
+        return images
+
+    monkeypatch.setattr(augmentation, "autoaugment", recording_autoaugment)
+    images = torch.zeros(12, 3, 8, 8, dtype=torch.uint8)
+    list(prefetched_autoaugment(images, [torch.arange(k * 2, k * 2 + 2) for k in range(6)], list(range(6))))
+    assert len(set(threads)) == 1 and threads[0].startswith("autoaugment"), (
+        f"AutoAugment must run on one background thread named 'autoaugment…' (one core beside the training step, "
+        f"findable in a profile), got threads {sorted(set(threads))}")
