@@ -16,7 +16,9 @@ from repro.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from repro.runs.data import synthetic_dataset
 from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.run_state import CHECKPOINT_NAME
-from repro.runs.training import RunExistsError, TrainingDivergedError, lr_factor, train
+from repro.runs.training import (
+    RunExistsError, TrainingDivergedError, attack_seed, augmentation_seed, lr_factor, train,
+)
 from tests.conftest import make_micro_budget
 
 
@@ -298,3 +300,40 @@ def test_learning_rate_of_every_step(tmp_path, micro_data, config_id, schedule):
     rates = recorded_learning_rates(config, budget, micro_data, tmp_path, initial)
     expected = [peak * f for f in LR_AT_EVERY_STEP[schedule]]
     assert rates == pytest.approx(expected), f"{config_id}, {schedule} schedule: lr per step {rates}, expected {expected}"
+
+
+@pytest.mark.parametrize("schedule, expected", [("linear", 0.0), ("step", 0.01)])
+@pytest.mark.parametrize("total_steps", [1, 2, 8])
+def test_lr_schedule_reaches_its_end_at_the_last_step(schedule, total_steps, expected):
+    factor = lr_factor(schedule, total_steps, total_steps)
+    assert factor == pytest.approx(expected), (
+        f"{schedule} schedule of {total_steps} steps must stand at its end ({expected}) after the last step, "
+        f"also for a one-step run: {factor}")
+
+
+# (seed, step) -> (attack seed, augmentation seed), written out: a run's per-step draws are part of its
+# reproducibility, so a changed formula would silently change every model trained (and every resume of a
+# checkpoint written before). The large seed checks the values stay inside 2**62 (a 64-bit generator seed).
+SEEDS_OF_A_STEP = {
+    (0, 0): (0, 7_919),
+    (1, 5): (1_000_008, 1_007_957),
+    (7, 123_456): (7_123_477, 7_131_606),
+    (5 * 10**12, 3): (388_328_981_572_612_099, 388_478_981_572_620_018),
+}
+
+
+@pytest.mark.parametrize("seed, step", SEEDS_OF_A_STEP)
+def test_seeds_of_a_step_are_fixed(seed, step):
+    got = attack_seed(seed, step), augmentation_seed(seed, step)
+    assert got == SEEDS_OF_A_STEP[seed, step], (
+        f"seed {seed}, step {step}: (attack, augmentation) seeds {got} must stay {SEEDS_OF_A_STEP[seed, step]} "
+        "so runs stay reproducible across versions")
+
+
+@pytest.mark.parametrize("seed_of", [attack_seed, augmentation_seed])
+def test_every_step_of_a_run_gets_its_own_seed(seed_of):
+    steps = 1_000  # more steps than a run of the smoke budget takes
+    seeds = [seed_of(seed, step) for seed in range(3) for step in range(steps)]
+    assert len(set(seeds)) == len(seeds), (
+        f"{seed_of.__name__}: every (seed, step) of {steps} steps x 3 seeds must get its own seed, "
+        "else steps would repeat the same random draws")
