@@ -337,3 +337,11 @@ def test_every_step_of_a_run_gets_its_own_seed(seed_of):
     assert len(set(seeds)) == len(seeds), (
         f"{seed_of.__name__}: every (seed, step) of {steps} steps x 3 seeds must get its own seed, "
         "else steps would repeat the same random draws")
+
+
+def test_epoch_shuffle_ignores_other_draws_from_the_global_generator(tmp_path, micro_budget, micro_data):
+    config = CONFIGURATIONS["normal"]
+    quiet = train(config, micro_budget, micro_data, tmp_path / "quiet", seed=0)
+    noisy = train(config, micro_budget, micro_data, tmp_path / "noisy", seed=0, on_step=lambda _step: torch.rand(1))
+    assert differing_tensors(quiet, noisy) == [], (
+        "the run's batches come from its own generator: a hook drawing from torch's global RNG must not change them")
