@@ -179,18 +179,24 @@ def test_autoattack_progress_is_silenced_and_only_its_own(model_and_images, capl
         f"AutoAttack's progress reached the log ({chatter[:2]}), or the root logger's level was changed")
 
 
-def test_evaluation_is_reproducible(monkeypatch):
-    # The same seed gives the same PGD logits and the same AutoAttack examples (a resumed or repeated
-    # evaluation reports the same numbers); AutoAttack's random start must not come from the clock.
-    runs = []
+def record_autoattack_examples(monkeypatch) -> list:
+    """Let the real AutoAttack run, and record the examples each of its evaluations returns, in order."""
+    returned = []
 
     class Recording(pyautoattack.AutoAttack):
         def run_standard_evaluation(self, x, y, **kwargs):
             x_adv, y_adv = super().run_standard_evaluation(x, y, **kwargs)
-            runs.append(x_adv)
+            returned.append(x_adv)
             return x_adv, y_adv
 
     monkeypatch.setattr(pyautoattack, "AutoAttack", Recording)
+    return returned
+
+
+def test_evaluation_is_reproducible(monkeypatch):
+    # The same seed gives the same PGD logits and the same AutoAttack examples (a resumed or repeated
+    # evaluation reports the same numbers); AutoAttack's random start must not come from the clock.
+    runs = record_autoattack_examples(monkeypatch)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (8, 3, 32, 32), generator=g).to(torch.uint8)
     labels = torch.zeros(8, dtype=torch.long)
@@ -312,15 +318,7 @@ def test_pgd_batch_at_offset_i_is_seeded_seed_plus_i():
 def test_autoattack_runs_with_the_evaluations_seed(monkeypatch):
     # A rerun with the recorded seed reproduces Table 2's AutoAttack error; given no seed, pyautoattack
     # seeds from the clock in whole seconds, which test_evaluation_is_reproducible cannot tell apart.
-    returned = []
-
-    class Recording(pyautoattack.AutoAttack):
-        def run_standard_evaluation(self, x, y, **kwargs):
-            x_adv, y_adv = super().run_standard_evaluation(x, y, **kwargs)
-            returned.append(x_adv)
-            return x_adv, y_adv
-
-    monkeypatch.setattr(pyautoattack, "AutoAttack", Recording)
+    returned = record_autoattack_examples(monkeypatch)
     budget = make_micro_budget(n_test=8, n_robust=8, eval_pgd_steps=1, autoattack_iterations=2)
     data, model = noise_data(8, label=0), width2_model(bias=5.0)
     evaluate(copy.deepcopy(model), data, budget, seed=3)
