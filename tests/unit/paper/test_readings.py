@@ -262,6 +262,24 @@ def test_normal_autoaugment_order_in_training(tmp_path, monkeypatch, reading, ra
         f"(raw share {share:.2f} of {len(fed)})")
 
 
+@pytest.mark.parametrize("reading", ["autoaugment_then_crop_flip", "crop_flip_then_autoaugment"])
+def test_normal_trains_on_the_autoaugmented_images(tmp_path, monkeypatch, reading):
+    # AutoAugment made to return white images: whichever the order, the centre of every image a NORMAL
+    # training step gets (inside any crop of the 4-pixel padding) must be white, i.e. AutoAugment's output
+    # reached the step; running AutoAugment and training on the raw images would leave the centre raw.
+    monkeypatch.setattr(repro.runs.augmentation, "autoaugment", lambda batch, generator=None: torch.full_like(batch, 255))
+    stepped = []
+    real_step = repro.runs.training.train_step
+    monkeypatch.setattr(repro.runs.training, "train_step",
+                        lambda net, config, optimizer, images, *a, **k: stepped.append(images.clone())
+                        or real_step(net, config, optimizer, images, *a, **k))
+    train_micro(tmp_path, varied("normal", autoaugment_order=reading))
+    centres = torch.cat(stepped)[..., 4:-4, 4:-4]
+    assert stepped and bool((centres == 1).all()), (
+        f"autoaugment_order={reading}: NORMAL's training steps got images AutoAugment did not make "
+        f"({len(stepped)} steps, centre minimum {centres.min().item() if stepped else None})")
+
+
 # --- adv_checkpoint ---------------------------------------------------------------------------
 
 def test_best_checkpoint_is_chosen_on_held_out_training_images_only(tmp_path, monkeypatch):
