@@ -74,6 +74,19 @@ def test_crop_flip_is_reproducible():
     assert torch.equal(a, b), "the same generator state gives the same augmentation"
 
 
+def test_crop_flip_draws_and_indexes_on_the_images_device():
+    # On a GPU every offset, flip and index must be made on the images' device: a CPU tensor mixed in
+    # raises there, or takes the batch off the GPU. With no GPU here the meta device stands in: it
+    # refuses a CPU tensor mixed with its own in the same way (and ignores the CPU generator's device).
+    images = torch.empty(4, 3, 32, 32, dtype=torch.uint8, device="meta")
+    try:
+        out = random_crop_flip(images, torch.Generator())
+    except RuntimeError as error:
+        pytest.fail(f"random_crop_flip made a tensor off the images' device: {error}")
+    assert (out.device.type, out.shape, out.dtype) == ("meta", images.shape, images.dtype), (
+        f"crop/flip of meta images returned {out.device} {tuple(out.shape)} {out.dtype}")
+
+
 @pytest.mark.parametrize("augmentation", ["crop_flip", "autoaugment"])
 def test_augment_returns_unit_range_floats(augmentation):
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
