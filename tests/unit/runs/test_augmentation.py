@@ -6,6 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from repro.paper.configs import AUTOAUGMENT, AUTOAUGMENT_FIRST, AUTOAUGMENT_ORDERS, CROP_FLIP, CROP_FLIP_FIRST
+from repro.runs import augmentation
 from repro.runs.augmentation import augment, autoaugment, prefetched_autoaugment, random_crop_flip
 from repro.runs.data import to_float
 
@@ -185,6 +186,22 @@ def test_seeded_autoaugment_is_torchvisions_autoaugment_under_the_same_seed():
         "a generator seeded s must give torchvision's AutoAugment under torch.manual_seed(s): the same sub-policies, "
         f"application probabilities, magnitudes and signs; samples {[i for i, ok in enumerate(same) if not ok]} differ")
 
+
+
+def test_autoaugment_is_the_cifar10_policy_built_on_first_use(monkeypatch):
+    # Section 3.2: NORMAL trains with AutoAugment [2], the policy Cubuk et al. learned on CIFAR-10. The
+    # transform is built on first use and kept; the cache is emptied here so this test builds it, as a fresh
+    # run does (mutmut forks every mutant from a process whose tests have built it already).
+    from torchvision.transforms import v2
+
+    monkeypatch.setattr(augmentation, "_AUTOAUGMENT", None)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
+    torch.manual_seed(13)
+    out = autoaugment(images)
+    policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+    torch.manual_seed(13)
+    expected = torch.stack([policy(image) for image in images])
+    assert torch.equal(out, expected), "autoaugment must apply torchvision's CIFAR-10 AutoAugment policy"
 
 class CountingSeeds:
     """An iterable of seeds that records how many the prefetcher has taken (each one a batch it started)."""
