@@ -1,7 +1,12 @@
 """Mutation testing of every module whose output reaches a number or a verdict, one module at a time
 with only its own tests.
 
-    python .ci/mutation.py [MODULE ...]      # default: every module below, in MODULES' order
+    python .ci/mutation.py [--resume] [--children N] [MODULE ...]   # default: every module, in MODULES' order
+
+--resume continues an interrupted run of each named module in its .mutation/MODULE/ copy: mutmut keeps
+every verdict reached so far and runs only the mutants not yet run; the copy, and the commit recorded
+when it was made, stay as they were (a module's training tests take hours, more than one session).
+--children N runs N mutants at once (default 1; 2 on this 2-core machine when nothing else runs).
 
 For each module this copies the package and tests into .mutation/MODULE/ (git-ignored), writes a
 setup.cfg telling mutmut 3 to mutate only that module and to run only that module's test files,
@@ -16,6 +21,7 @@ that start a fresh pytest per mutant pay torch's import (seconds) hundreds of ti
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -52,13 +58,23 @@ MODULES = {
 KILLED, TIMEOUT, SURVIVED, NOT_REACHED, NOT_RUN = "killed", "timeout", "survived", "no tests", "not checked"
 
 
-def run_module(module: str) -> dict:
-    """Mutate the module against its tests; returns counts per outcome and the survivors."""
+MEASURED_AT = ".measured_at"  # in a module's copy: the commit its repro/ and tests/ were copied from
+SECONDS = ".seconds"  # in a module's copy: mutmut's wall time so far, summed over resumed runs
+
+
+def run_module(module: str, resume: bool = False, children: int = 1) -> dict:
+    """Mutate the module against its tests; returns counts per outcome, the survivors and the commit measured."""
     path, tests = MODULES[module]
     work = ROOT / ".mutation" / module
+    if resume and (work / MEASURED_AT).exists():
+        return mutate(work, children) | {"commit": (work / MEASURED_AT).read_text().strip()}
+    if resume:
+        print(f"mutation.py: {module}: no earlier run to resume in {work} (or it predates --resume); "
+              "starting afresh", file=sys.stderr, flush=True)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    (work / MEASURED_AT).write_text(commit() + "\n")
     for name in ("repro", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     # pytest's markers and options (mutmut reads setup.cfg), and the files tests read from the root
@@ -71,13 +87,20 @@ def run_module(module: str) -> dict:
         "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests)
         + "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -x\n"
     )
+    return mutate(work, children) | {"commit": (work / MEASURED_AT).read_text().strip()}
+
+
+def mutate(work: Path, children: int) -> dict:
+    """Run mutmut in a module's copy (it skips mutants that already have a verdict); returns the outcomes."""
     started = time.perf_counter()
     # No shrinking (tests/conftest.py); one intra-op thread: mutmut forks every mutant from a process
     # that has run torch, and a forked child waits forever on the parent's OpenMP thread pool.
     env = {**os.environ, "HYPOTHESIS_PROFILE": "mutation", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1"], cwd=work, env=env,
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work, env=env,
                    check=False)
-    seconds = time.perf_counter() - started
+    earlier = float((work / SECONDS).read_text()) if (work / SECONDS).exists() else 0.0
+    seconds = earlier + time.perf_counter() - started
+    (work / SECONDS).write_text(f"{seconds:.0f}\n")
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
                              capture_output=True, text=True).stdout
     outcomes: dict[str, list[str]] = {}
@@ -85,7 +108,7 @@ def run_module(module: str) -> dict:
         if ":" in line:
             name, outcome = (part.strip() for part in line.rsplit(":", 1))
             outcomes.setdefault(outcome, []).append(name)
-    return {"module": module, "seconds": seconds, "outcomes": outcomes}
+    return {"seconds": seconds, "outcomes": outcomes}
 
 
 def commit() -> str:
@@ -95,14 +118,21 @@ def commit() -> str:
     return head + ("+changes" if dirty.strip() else "")
 
 
-def main(modules: list[str]) -> None:
-    unknown = set(modules) - set(MODULES)
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=".ci/mutation.py", description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(MODULES)}")
+    parser.add_argument("--resume", action="store_true", help="continue each module's interrupted run")
+    parser.add_argument("--children", type=int, default=1, help="mutants run at once (default 1)")
+    args = parser.parse_args(argv)
+    unknown = set(args.modules) - set(MODULES)
     if unknown:
-        print(f"mutation.py: error: unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}", file=sys.stderr)
-        sys.exit(2)
-    for module in modules or list(MODULES):
-        measured_at = commit()  # per module: each copies repro/ and tests/ as they are when it starts
-        result = run_module(module)
+        parser.error(f"unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}")
+    if args.children < 1:
+        parser.error(f"--children must be at least 1, got {args.children}")
+    for module in args.modules or list(MODULES):
+        # per module: each copies repro/ and tests/ as they are when it starts (or resumes its copy)
+        result = run_module(module, args.resume, args.children)
+        measured_at = result["commit"]
         counts = {k: len(v) for k, v in result["outcomes"].items()}
         killed, timeout = counts.get(KILLED, 0) + counts.get("caught by type check", 0), counts.get(TIMEOUT, 0)
         survived, not_reached, not_run = counts.get(SURVIVED, 0), counts.get(NOT_REACHED, 0), counts.get(NOT_RUN, 0)
