@@ -339,9 +339,54 @@ def test_every_step_of_a_run_gets_its_own_seed(seed_of):
         "else steps would repeat the same random draws")
 
 
-def test_epoch_shuffle_ignores_other_draws_from_the_global_generator(tmp_path, micro_budget, micro_data):
-    config = CONFIGURATIONS["normal"]
-    quiet = train(config, micro_budget, micro_data, tmp_path / "quiet", seed=0)
-    noisy = train(config, micro_budget, micro_data, tmp_path / "noisy", seed=0, on_step=lambda _step: torch.rand(1))
+def test_an_epochs_loss_and_accuracy_are_over_all_its_steps(tmp_path, monkeypatch):
+    # What a run prints and keeps for each epoch (train(progress=...), and the curve's epoch-end points):
+    # the mean training loss over the epoch's steps and the share of its training images classified correctly.
+    import repro.runs.training
+
+    stepped, real_step = [], repro.runs.training.train_step
+
+    def recording_step(*args, **kwargs):
+        loss, n_correct = real_step(*args, **kwargs)
+        stepped.append((float(loss), int(n_correct)))
+        return loss, n_correct
+
+    monkeypatch.setattr(repro.runs.training, "train_step", recording_step)
+    budget, reported = make_micro_budget(n_train=128), []  # 2 epochs of 2 steps
+    data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)
+    train(CONFIGURATIONS["adv"], budget, data, tmp_path, seed=0, progress=reported.append)
+    steps = budget.n_train // budget.batch_size
+    expected = [value for e in range(budget.epochs_adversarial)
+                for value in (sum(loss for loss, _ in stepped[e * steps:(e + 1) * steps]) / steps,
+                              sum(n for _, n in stepped[e * steps:(e + 1) * steps]) / (steps * budget.batch_size))]
+    got = [value for info in reported for value in (info["loss"], info["accuracy"])]
+    assert got == pytest.approx(expected, rel=1e-5), (
+        f"per epoch, mean loss and accuracy reported {got}, but each epoch's {steps} steps give {expected}")
+
+
+# NORMAL: the epoch shuffle; ADV: the shuffle, crop/flip and each step's PGD random start (attack_seed).
+@pytest.mark.parametrize("config_id", ["normal", "adv"])
+def test_a_run_ignores_other_draws_from_the_global_generator(tmp_path, config_id):
+    config = CONFIGURATIONS[config_id]
+    budget = make_micro_budget(n_train=128)  # 2 epochs of 2 steps: the hook draws before epoch 2's shuffle
+    data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)
+    quiet = train(config, budget, data, tmp_path / "quiet", seed=0)
+    noisy = train(config, budget, data, tmp_path / "noisy", seed=0, on_step=lambda _step: torch.rand(1))
     assert differing_tensors(quiet, noisy) == [], (
-        "the run's batches come from its own generator: a hook drawing from torch's global RNG must not change them")
+        f"{config_id}: the run's random draws (shuffle, augmentation, attack starts) come from its own seeds: a hook "
+        "drawing from torch's global RNG must not change the trained weights")
+
+
+def test_each_normal_step_draws_autoaugment_from_its_own_seed(tmp_path, micro_budget, micro_data, monkeypatch):
+    # The per-step seeds of SEEDS_OF_A_STEP are the ones used: step s's AutoAugment draws come from a generator
+    # seeded augmentation_seed(run seed, s), so a step's images can be made again from (seed, step) alone.
+    import repro.runs.augmentation
+
+    seeded, real = [], repro.runs.augmentation.autoaugment
+    monkeypatch.setattr(repro.runs.augmentation, "autoaugment",
+                        lambda images, generator=None: seeded.append(generator.initial_seed()) or real(images, generator))
+    train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=3)
+    steps = micro_budget.epochs_clean * (micro_budget.n_train // micro_budget.batch_size)
+    assert seeded == [augmentation_seed(3, step) for step in range(steps)], (
+        f"NORMAL at seed 3: AutoAugment's generators were seeded {seeded}, not augmentation_seed(3, step) for its "
+        f"{steps} steps in order")
