@@ -47,7 +47,7 @@ MODULES = {
     "distances": ("verdicts/distances", ["tests/unit/verdicts/test_distances.py"]),
     "history": ("verdicts/history", ["tests/unit/verdicts/test_history.py"]),
     "report": ("verdicts/report", ["tests/unit/verdicts/test_report.py", "tests/unit/verdicts/test_report_text.py"]),
-    "data": ("runs/data", ["tests/unit/runs/test_data.py", "tests/unit/runs/test_evaluate.py"]),
+    "data": ("runs/data", ["tests/unit/runs/test_data.py", "tests/unit/runs/test_evaluate.py", "tests/unit/runs/test_provenance.py"]),
     "augmentation": ("runs/augmentation", ["tests/unit/runs/test_augmentation.py"]),
     "training": ("runs/training", ["tests/unit/runs/test_training.py", "tests/unit/paper/test_readings.py"]),
 }
