@@ -194,11 +194,14 @@ def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, micro_budget
 
 
 def test_timed_checkpoint_keeps_the_steps_inside_an_epoch(tmp_path, micro_budget, micro_data):
+    # Interrupted in the epoch's last step: every step before it inside the epoch, the one before last
+    # included, was checkpointed (a timer of 0 s checkpoints after each).
     steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+    stop_at = 2 * steps_per_epoch - 1
     left, _, _ = interrupted_and_resumed(tmp_path, micro_budget, micro_data, CONFIGURATIONS["normal"], None,
-                                         stop_at=steps_per_epoch + 2, checkpoint_seconds=0)
-    assert (left["epoch"], left["step_in_epoch"]) == (1, 2), (
-        f"a step-by-step checkpoint interrupted at step {steps_per_epoch + 2} must hold epoch 1, step 2: "
+                                         stop_at=stop_at, checkpoint_seconds=0)
+    assert (left["epoch"], left["step_in_epoch"]) == (1, steps_per_epoch - 1), (
+        f"a step-by-step checkpoint interrupted at step {stop_at} must hold epoch 1, step {steps_per_epoch - 1}: "
         f"{left['epoch']}, {left['step_in_epoch']}")
 
 
