@@ -7,6 +7,9 @@ with only its own tests.
 every verdict reached so far and runs only the mutants not yet run; the copy, and the commit recorded
 when it was made, stay as they were (a module's training tests take hours, more than one session).
 --children N runs N mutants at once (default 1; 2 on this 2-core machine when nothing else runs).
+--recheck runs the survivors of each named module's last run against the tests as they are now (in a
+copy of mutmut's tree, each survivor switched on by MUTANT_UNDER_TEST) and says which the tests written
+since kill; it changes no verdict of the run itself.
 
 For each module this copies the package and tests into .mutation/MODULE/ (git-ignored), writes a
 setup.cfg telling mutmut 3 to mutate only that module and to run only that module's test files,
@@ -103,6 +106,11 @@ def mutate(work: Path, children: int) -> dict:
     earlier = float((work / SECONDS).read_text()) if (work / SECONDS).exists() else 0.0
     seconds = earlier + time.perf_counter() - started
     (work / SECONDS).write_text(f"{seconds:.0f}\n")
+    return {"seconds": seconds, "outcomes": outcomes_of(work)}
+
+
+def outcomes_of(work: Path) -> dict[str, list[str]]:
+    """mutmut's verdicts in a module's copy: outcome -> mutant names."""
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
                              capture_output=True, text=True).stdout
     outcomes: dict[str, list[str]] = {}
@@ -110,7 +118,43 @@ def mutate(work: Path, children: int) -> dict:
         if ":" in line:
             name, outcome = (part.strip() for part in line.rsplit(":", 1))
             outcomes.setdefault(outcome, []).append(name)
-    return {"seconds": seconds, "outcomes": outcomes}
+    return outcomes
+
+
+def recheck(module: str) -> None:
+    """Run a finished (or stopped) run's survivors against the tests as they are now, without a new run.
+
+    mutmut's copy holds every mutant behind the MUTANT_UNDER_TEST switch; the module's current test
+    files run in a copy of it with each survivor switched on. Prints each survivor's new verdict and
+    the count; the table's row stays the run's own, this says what the tests written since kill.
+    """
+    work = ROOT / ".mutation" / module
+    if not (work / "mutants").is_dir():
+        sys.exit(f"mutation.py: {module}: no run to recheck in {work}; run `python .ci/mutation.py {module}` first")
+    survivors = outcomes_of(work).get(SURVIVED, [])
+    checked = ROOT / ".mutation" / f"{module}-recheck"
+    if checked.exists():
+        shutil.rmtree(checked)
+    shutil.copytree(work / "mutants", checked, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    shutil.copytree(ROOT / "tests", checked / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "expected_results.json", "README.md"):
+        shutil.copy(ROOT / name, checked)
+    env = {**os.environ, "HYPOTHESIS_PROFILE": "mutation", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(checked)}
+
+    def passes(mutant: str) -> bool:
+        command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *MODULES[module][1]]
+        return subprocess.run(command, cwd=checked, env={**env, "MUTANT_UNDER_TEST": mutant},
+                              capture_output=True).returncode == 0
+
+    if not passes(""):  # the tests must pass on the unmutated code, or every "kill" means nothing
+        sys.exit(f"mutation.py: {module}: the current tests fail without any mutant in {checked}; fix them first")
+    still = [name for name in survivors if passes(name)]
+    for name in still:
+        print(f"    still survives: {name}", flush=True)
+    measured_at = (work / MEASURED_AT).read_text().strip() if (work / MEASURED_AT).exists() else "(commit not kept)"
+    print(f"{module}: of {len(survivors)} survivors of the run at {measured_at}, "
+          f"{len(survivors) - len(still)} killed by the tests at {commit()}, {len(still)} still survive", flush=True)
 
 
 def commit() -> str:
@@ -125,6 +169,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--resume", action="store_true", help="continue each module's interrupted run")
     parser.add_argument("--children", type=int, default=1, help="mutants run at once (default 1)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run each module's survivors against the current tests instead of a new run")
     args = parser.parse_args(argv)
     unknown = set(args.modules) - set(MODULES)
     if unknown:
@@ -132,6 +178,9 @@ def main(argv: list[str]) -> None:
     if args.children < 1:
         parser.error(f"--children must be at least 1, got {args.children}")
     for module in args.modules or list(MODULES):
+        if args.recheck:
+            recheck(module)
+            continue
         # per module: each copies repro/ and tests/ as they are when it starts (or resumes its copy)
         result = run_module(module, args.resume, args.children)
         measured_at = result["commit"]
