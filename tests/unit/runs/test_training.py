@@ -343,7 +343,7 @@ def test_every_step_of_a_run_gets_its_own_seed(seed_of):
 
 
 def test_an_epochs_loss_and_accuracy_are_over_all_its_steps(tmp_path, monkeypatch):
-    # What a run prints and keeps for each epoch (train(progress=...), and the curve's epoch-end points):
+    # What a run reports for each epoch (train(progress=...); the curve's epoch-end point takes the same sums):
     # the mean training loss over the epoch's steps and the share of its training images classified correctly.
     import repro.runs.training
 
