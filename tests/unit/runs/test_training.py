@@ -1,5 +1,6 @@
 """The training routine: every configuration trains, checkpoints resume exactly, divergence stops."""
 
+import contextlib
 import json
 import math
 import shutil
@@ -365,6 +366,43 @@ def test_an_epochs_loss_and_accuracy_are_over_all_its_steps(tmp_path, monkeypatc
     got = [value for info in reported for value in (info["loss"], info["accuracy"])]
     assert got == pytest.approx(expected, rel=1e-5), (
         f"per epoch, mean loss and accuracy reported {got}, but each epoch's {steps} steps give {expected}")
+
+
+def test_training_seconds_add_up_over_epochs_and_a_resume(tmp_path, micro_budget, micro_data):
+    # result.json's wall_seconds.train is the run's training time, summed over its epochs and over an
+    # interruption: bounded above by the wall time of the train() calls and below by the time its steps took.
+    import time
+
+    config, steps_per_epoch = CONFIGURATIONS["adv"], micro_budget.n_train // micro_budget.batch_size
+    stop_at = steps_per_epoch + 2  # inside epoch 2; its checkpoint then holds steps_per_epoch + 2 steps
+    step_times, reported, calls = {}, [], []
+
+    def on_step(step):
+        step_times.setdefault(len(calls), []).append(time.perf_counter())
+        if step == stop_at and len(calls) == 1:
+            raise Interrupt
+
+    def progress(info):
+        reported.append((time.perf_counter(), info["seconds"]))
+
+    for resume in (False, True):
+        calls.append(time.perf_counter())
+        with contextlib.nullcontext() if resume else pytest.raises(Interrupt):
+            train(config, micro_budget, micro_data, tmp_path, seed=0, resume=resume, on_step=on_step,
+                  progress=progress, checkpoint_seconds=0)
+    finished = time.perf_counter()
+    (first_epoch_end, first), (_, total) = reported
+    before, after = step_times[1], step_times[2]
+    first_epoch_steps = before[steps_per_epoch - 1] - before[0]
+    assert first_epoch_steps <= first <= first_epoch_end - calls[0], (
+        f"epoch 1 reported {first} s of training; its steps took at least {first_epoch_steps} s and the call had run "
+        f"{first_epoch_end - calls[0]} s")
+    at_least = first + (before[stop_at - 1] - before[steps_per_epoch]) + (after[-1] - after[0])
+    at_most = finished - calls[0]
+    assert at_least <= total <= at_most, (
+        f"after a resume inside epoch 2 the run reported {total} s of training: at least epoch 1's {first} s plus "
+        f"the steps checkpointed in epoch 2 and those after the resume ({at_least} s in all), at most the {at_most} s "
+        "both train() calls took")
 
 
 # NORMAL: the epoch shuffle; ADV: the shuffle, crop/flip and each step's PGD random start (attack_seed).
