@@ -194,16 +194,19 @@ def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, micro_budget
     assert differing_tensors(full, resumed) == [], f"{config_id}: resumed-in-epoch run differs from uninterrupted run"
 
 
-def test_timed_checkpoint_keeps_the_steps_inside_an_epoch(tmp_path, micro_budget, micro_data):
-    # Interrupted in the epoch's last step: every step before it inside the epoch, the one before last
-    # included, was checkpointed (a timer of 0 s checkpoints after each).
+# Interrupted in epoch 2's last step: with a timer of 0 s every step before it was checkpointed, the one
+# before last included; with a timer of an hour, not yet due, only the epoch's start was.
+@pytest.mark.parametrize("checkpoint_seconds, kept_steps", [(0, 3), (3600, 0)])
+def test_timed_checkpoint_keeps_the_steps_inside_an_epoch(tmp_path, micro_budget, micro_data, checkpoint_seconds,
+                                                          kept_steps):
     steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+    assert steps_per_epoch == 4, "the cases are written for the micro budget's 4 steps an epoch"
     stop_at = 2 * steps_per_epoch - 1
     left, _, _ = interrupted_and_resumed(tmp_path, micro_budget, micro_data, CONFIGURATIONS["normal"], None,
-                                         stop_at=stop_at, checkpoint_seconds=0)
-    assert (left["epoch"], left["step_in_epoch"]) == (1, steps_per_epoch - 1), (
-        f"a step-by-step checkpoint interrupted at step {stop_at} must hold epoch 1, step {steps_per_epoch - 1}: "
-        f"{left['epoch']}, {left['step_in_epoch']}")
+                                         stop_at=stop_at, checkpoint_seconds=checkpoint_seconds)
+    assert (left["epoch"], left["step_in_epoch"]) == (1, kept_steps), (
+        f"checkpointing every {checkpoint_seconds} s, a run interrupted at step {stop_at} must have kept epoch 1, "
+        f"step {kept_steps}: it kept epoch {left['epoch']}, step {left['step_in_epoch']}")
 
 
 def test_existing_run_needs_resume_flag(tmp_path, micro_budget, micro_data):
