@@ -9,7 +9,7 @@ when it was made, stay as they were (a module's training tests take hours, more 
 --children N runs N mutants at once (default 1; 2 on this 2-core machine when nothing else runs).
 --recheck runs the survivors of each named module's last run against the tests as they are now (in a
 copy of mutmut's tree, each survivor switched on by MUTANT_UNDER_TEST) and says which the tests written
-since kill; it changes no verdict of the run itself.
+since kill (--children N of them at once); it changes no verdict of the run itself.
 
 For each module this copies the package and tests into .mutation/MODULE/ (git-ignored), writes a
 setup.cfg telling mutmut 3 to mutate only that module and to run only that module's test files,
@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +122,7 @@ def outcomes_of(work: Path) -> dict[str, list[str]]:
     return outcomes
 
 
-def recheck(module: str) -> None:
+def recheck(module: str, children: int = 1) -> None:
     """Run a finished (or stopped) run's survivors against the tests as they are now, without a new run.
 
     mutmut's copy holds every mutant behind the MUTANT_UNDER_TEST switch; the module's current test
@@ -149,7 +150,8 @@ def recheck(module: str) -> None:
 
     if not passes(""):  # the tests must pass on the unmutated code, or every "kill" means nothing
         sys.exit(f"mutation.py: {module}: the current tests fail without any mutant in {checked}; fix them first")
-    still = [name for name in survivors if passes(name)]
+    with ThreadPoolExecutor(max_workers=children) as pool:  # each a pytest process of its own
+        still = [name for name, survives in zip(survivors, pool.map(passes, survivors)) if survives]
     for name in still:
         print(f"    still survives: {name}", flush=True)
     measured_at = (work / MEASURED_AT).read_text().strip() if (work / MEASURED_AT).exists() else "(commit not kept)"
@@ -179,7 +181,7 @@ def main(argv: list[str]) -> None:
         parser.error(f"--children must be at least 1, got {args.children}")
     for module in args.modules or list(MODULES):
         if args.recheck:
-            recheck(module)
+            recheck(module, args.children)
             continue
         # per module: each copies repro/ and tests/ as they are when it starts (or resumes its copy)
         result = run_module(module, args.resume, args.children)
