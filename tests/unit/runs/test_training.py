@@ -234,9 +234,57 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, m
         return (torch.tensor(float("nan")) if calls["n"] > steps_per_epoch else loss), correct
 
     monkeypatch.setattr(repro.runs.training, "train_step", diverging_step)
-    with pytest.raises(TrainingDivergedError, match="epoch 2"):
+    with pytest.raises(TrainingDivergedError) as raised:
         train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 1, "the epoch-1 checkpoint must survive"
+    assert str(raised.value) == (  # what was kept, and which --set rate to lower
+        f"normal: training loss became nan in epoch 2; stopped, kept the last good checkpoint "
+        f"{tmp_path / CHECKPOINT_NAME}. Lower the learning rate (--set lr=...) and run again."), str(raised.value)
+
+
+def diverge_at_first_step(monkeypatch):
+    """Make every training step report a NaN loss (the step itself still runs)."""
+    import repro.runs.training
+
+    real_step = repro.runs.training.train_step
+    monkeypatch.setattr(repro.runs.training, "train_step",
+                        lambda *args, **kwargs: (torch.tensor(float("nan")), real_step(*args, **kwargs)[1]))
+
+
+def test_divergence_of_a_fine_tuning_row_in_its_first_epoch_names_lr_finetune(tmp_path, micro_data, monkeypatch):
+    diverge_at_first_step(monkeypatch)
+    budget = make_micro_budget(n_train=64)  # one step an epoch: the loss is checked at the epoch's end
+    with pytest.raises(TrainingDivergedError) as raised:
+        train(CONFIGURATIONS["bn_params"], budget, micro_data, tmp_path, seed=0, initial_model=ResNet20(budget.width))
+    assert str(raised.value) == (
+        "bn_params: training loss became nan in epoch 1; stopped, kept no checkpoint. "
+        "Lower the learning rate (--set lr_finetune=...) and run again."), str(raised.value)
+
+
+# The budget's SGD, worked by hand: weight decay added to the gradient, momentum buffer, Nesterov's look-ahead
+# or plain momentum, and the schedule's factor at each step (the step schedule holds the peak early on).
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_optimizer_takes_the_budgets_sgd_steps(nesterov):
+    import dataclasses
+
+    from repro.runs.training import optimizer_and_schedule
+
+    budget = dataclasses.replace(make_micro_budget(), momentum=0.9, weight_decay=0.01, nesterov=nesterov,
+                                 schedule="linear")
+    weight = torch.nn.Parameter(torch.tensor([1.0]))
+    optimizer, scheduler = optimizer_and_schedule([weight], budget, lr=0.5, total_steps=4)
+    p, buffer = 1.0, 0.0
+    for step in range(2):
+        optimizer.zero_grad()
+        (3.0 * weight).sum().backward()  # gradient 3
+        optimizer.step()
+        scheduler.step()
+        d = 3.0 + budget.weight_decay * p
+        buffer = d if step == 0 else budget.momentum * buffer + d
+        p -= 0.5 * lr_factor("linear", step, 4) * (d + budget.momentum * buffer if nesterov else buffer)
+    assert weight.item() == pytest.approx(p, rel=1e-6), (
+        f"two SGD steps (momentum 0.9, weight decay 0.01, nesterov={nesterov}, linear schedule from 0.5) must take "
+        f"the weight from 1.0 to {p}, not {weight.item()}")
 
 
 def test_missing_normal_for_fine_tuning_is_an_error(tmp_path, micro_budget, micro_data):
