@@ -1,7 +1,7 @@
 """Mutation testing of every module whose output reaches a number or a verdict, one module at a time
 with only its own tests.
 
-    python .ci/mutation.py [--resume] [--children N] [MODULE ...]   # default: every module, in MODULES' order
+    python .ci/mutation.py [--resume | --recheck] [--children N] [MODULE ...]   # default: every module, in order
 
 --resume continues an interrupted run of each named module in its .mutation/MODULE/ copy: mutmut keeps
 every verdict reached so far and runs only the mutants not yet run; the copy, and the commit recorded
@@ -65,6 +65,11 @@ MODULES = {
 KILLED, TIMEOUT, SURVIVED, NOT_REACHED, NOT_RUN = "killed", "timeout", "survived", "no tests", "not checked"
 
 
+# The files tests read from the root, copied beside repro/ and tests/ (pyproject.toml: pytest's markers and options).
+ROOT_FILES = ("pyproject.toml", "expected_results.json", "README.md")
+# No shrinking (tests/conftest.py); one intra-op thread: mutmut forks every mutant from a process that has
+# run torch, and a forked child waits forever on the parent's OpenMP thread pool.
+TEST_ENV = {"HYPOTHESIS_PROFILE": "mutation", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MEASURED_AT = ".measured_at"  # in a module's copy: the commit its repro/ and tests/ were copied from
 SECONDS = ".seconds"  # in a module's copy: mutmut's wall time so far, summed over resumed runs
 
@@ -84,8 +89,7 @@ def run_module(module: str, resume: bool = False, children: int = 1) -> dict:
     (work / MEASURED_AT).write_text(commit() + "\n")
     for name in ("repro", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    # pytest's markers and options (mutmut reads setup.cfg), and the files tests read from the root
-    for name in ("pyproject.toml", "expected_results.json", "README.md"):
+    for name in ROOT_FILES:
         shutil.copy(ROOT / name, work)
     (work / "setup.cfg").write_text(
         "[mutmut]\nsource_paths = repro\n"
@@ -100,11 +104,8 @@ def run_module(module: str, resume: bool = False, children: int = 1) -> dict:
 def mutate(work: Path, children: int) -> dict:
     """Run mutmut in a module's copy (it skips mutants that already have a verdict); returns the outcomes."""
     started = time.perf_counter()
-    # No shrinking (tests/conftest.py); one intra-op thread: mutmut forks every mutant from a process
-    # that has run torch, and a forked child waits forever on the parent's OpenMP thread pool.
-    env = {**os.environ, "HYPOTHESIS_PROFILE": "mutation", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work, env=env,
-                   check=False)
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
+                   env={**os.environ, **TEST_ENV}, check=False)
     earlier = float((work / SECONDS).read_text()) if (work / SECONDS).exists() else 0.0
     seconds = earlier + time.perf_counter() - started
     (work / SECONDS).write_text(f"{seconds:.0f}\n")
@@ -139,10 +140,9 @@ def recheck(module: str, children: int = 1) -> None:
         shutil.rmtree(checked)
     shutil.copytree(work / "mutants", checked, ignore=shutil.ignore_patterns("tests", "__pycache__"))
     shutil.copytree(ROOT / "tests", checked / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "expected_results.json", "README.md"):
+    for name in ROOT_FILES:
         shutil.copy(ROOT / name, checked)
-    env = {**os.environ, "HYPOTHESIS_PROFILE": "mutation", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": str(checked)}
+    env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(checked)}
 
     def passes(mutant: str) -> bool:
         command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *MODULES[module][1]]

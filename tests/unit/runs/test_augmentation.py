@@ -187,7 +187,6 @@ def test_seeded_autoaugment_is_torchvisions_autoaugment_under_the_same_seed():
         f"application probabilities, magnitudes and signs; samples {[i for i, ok in enumerate(same) if not ok]} differ")
 
 
-
 def test_autoaugment_is_the_cifar10_policy_built_on_first_use(monkeypatch):
     # Section 3.2: NORMAL trains with AutoAugment [2], the policy Cubuk et al. learned on CIFAR-10. The
     # transform is built on first use and kept; the cache is emptied here so this test builds it, as a fresh
@@ -202,6 +201,7 @@ def test_autoaugment_is_the_cifar10_policy_built_on_first_use(monkeypatch):
     torch.manual_seed(13)
     expected = torch.stack([policy(image) for image in images])
     assert torch.equal(out, expected), "autoaugment must apply torchvision's CIFAR-10 AutoAugment policy"
+
 
 class CountingSeeds:
     """An iterable of seeds that records how many the prefetcher has taken (each one a batch it started)."""
