@@ -221,19 +221,22 @@ def test_resume_refuses_other_seed(tmp_path, micro_budget, micro_data):
         train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=1, resume=True)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, micro_data, monkeypatch):
+def report_nan_loss_after(monkeypatch, good_steps: int) -> None:
+    """Make every training step after the first `good_steps` report a NaN loss (each step still runs)."""
     import repro.runs.training
 
-    real_step = repro.runs.training.train_step
-    calls = {"n": 0}
-    steps_per_epoch = micro_budget.n_train // micro_budget.batch_size
+    real_step, calls = repro.runs.training.train_step, {"n": 0}
 
     def diverging_step(*args, **kwargs):
         loss, correct = real_step(*args, **kwargs)
         calls["n"] += 1
-        return (torch.tensor(float("nan")) if calls["n"] > steps_per_epoch else loss), correct
+        return (torch.tensor(float("nan")) if calls["n"] > good_steps else loss), correct
 
     monkeypatch.setattr(repro.runs.training, "train_step", diverging_step)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, micro_data, monkeypatch):
+    report_nan_loss_after(monkeypatch, micro_budget.n_train // micro_budget.batch_size)  # epoch 2 diverges
     with pytest.raises(TrainingDivergedError) as raised:
         train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 1, "the epoch-1 checkpoint must survive"
@@ -242,17 +245,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, m
         f"{tmp_path / CHECKPOINT_NAME}. Lower the learning rate (--set lr=...) and run again."), str(raised.value)
 
 
-def diverge_at_first_step(monkeypatch):
-    """Make every training step report a NaN loss (the step itself still runs)."""
-    import repro.runs.training
-
-    real_step = repro.runs.training.train_step
-    monkeypatch.setattr(repro.runs.training, "train_step",
-                        lambda *args, **kwargs: (torch.tensor(float("nan")), real_step(*args, **kwargs)[1]))
-
-
 def test_divergence_of_a_fine_tuning_row_in_its_first_epoch_names_lr_finetune(tmp_path, micro_data, monkeypatch):
-    diverge_at_first_step(monkeypatch)
+    report_nan_loss_after(monkeypatch, 0)
     budget = make_micro_budget(n_train=64)  # one step an epoch: the loss is checked at the epoch's end
     with pytest.raises(TrainingDivergedError) as raised:
         train(CONFIGURATIONS["bn_params"], budget, micro_data, tmp_path, seed=0, initial_model=ResNet20(budget.width))
