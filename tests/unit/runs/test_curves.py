@@ -5,8 +5,9 @@ import dataclasses
 
 import pytest
 
+import repro.runs.training
 from repro.paper.configs import ADV, BN_PARAMS, NORMAL
-from repro.runs.checkpoint import load_checkpoint
+from repro.runs.checkpoint import load_checkpoint, save_checkpoint
 from repro.runs.curves import curve_steps
 from repro.runs.data import synthetic_dataset
 from repro.runs.run_state import CHECKPOINT_NAME
@@ -78,3 +79,47 @@ def test_a_resumed_run_keeps_its_points_and_takes_none_twice(tmp_path, data):
     for a, b in zip(resumed, full):
         assert (a["clean_error"], a["pgd_error"]) == (b["clean_error"], b["pgd_error"]), \
             f"step {a['step']}: the resumed run's point differs from the uninterrupted run's"
+
+
+def test_each_points_training_loss_and_accuracy_are_its_epochs_steps_so_far(tmp_path, data, monkeypatch):
+    # Every step's own loss and correct count, as train_step returned them; a point after global step s
+    # must average the steps of s's epoch up to s (inside the epoch and at its end alike). Batches of 32
+    # make 8 steps an epoch, so the inner points (every 2 steps) are not at every step.
+    outcomes, real_step = [], repro.runs.training.train_step
+
+    def recorded_step(*args, **kwargs):
+        loss, correct = real_step(*args, **kwargs)
+        outcomes.append((float(loss), int(correct)))
+        return loss, correct
+
+    monkeypatch.setattr(repro.runs.training, "train_step", recorded_step)
+    budget = dataclasses.replace(BUDGET, epochs_clean=2, batch_size=32)
+    steps = budget.n_train // budget.batch_size
+    train(NORMAL, budget, data, tmp_path, seed=0)
+    points = curve_of(tmp_path)[1:]
+    assert [p["step"] for p in points] == curve_steps(steps, 2)[1:] == [2, 4, 6, 8, 10, 12, 14, 16], points
+    assert len(outcomes) == 2 * steps, f"{len(outcomes)} steps ran"
+    for point in points:
+        first = (point["step"] - 1) // steps * steps  # the first step of the point's epoch
+        so_far = outcomes[first:point["step"]]
+        loss = sum(loss for loss, _ in so_far) / len(so_far)
+        accuracy = sum(correct for _, correct in so_far) / (len(so_far) * budget.batch_size)
+        assert point["train_loss"] == pytest.approx(loss, rel=1e-5), \
+            f"step {point['step']}: the point's training loss must be the mean of its epoch's {len(so_far)} steps"
+        assert point["train_accuracy"] == pytest.approx(accuracy, rel=1e-9), \
+            f"step {point['step']}: the point's training accuracy must be its epoch's {len(so_far)} steps' correct share"
+
+
+def test_a_resume_never_takes_the_starting_point_from_resumed_weights(tmp_path, data):
+    # A checkpoint written before curves existed holds no point; resuming it after an epoch must not
+    # record the resumed weights as the run's start (step 0).
+    budget = dataclasses.replace(BUDGET, epochs_clean=2)
+    with pytest.raises(Interrupt):  # the last checkpoint is epoch 1's end (no timed one inside epoch 2)
+        train(NORMAL, budget, data, tmp_path, seed=0, on_step=interrupt_at(STEPS + 1))
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 1 and state["step_in_epoch"] == 0, "the interruption must leave epoch 1's checkpoint"
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, {k: v for k, v in state.items() if k != "curve"})
+    train(NORMAL, budget, data, tmp_path, seed=0, resume=True)
+    steps = [p["step"] for p in curve_of(tmp_path)]
+    assert steps == [s for s in curve_steps(STEPS, 2) if s > STEPS], \
+        f"a run resumed after epoch 1 takes only epoch 2's points, no step 0 from its resumed weights: {steps}"
