@@ -97,23 +97,31 @@ def test_pgd_examples_stay_in_ball_and_range(tiny_model, name):
     assert (adv != images).any(), f"{name}: PGD did not move the images at all"
 
 
-def bn_changes(config, acceleration, tiny_model, batch):
-    """(eager, wrapped): BN buffers after minus before one training step of `config` on twin models."""
-    moved = []
-    for model, wrapper in ((copy.deepcopy(tiny_model), None), (copy.deepcopy(tiny_model), acceleration)):
-        trainable = apply_configuration(model, config)
-        net = model if wrapper is None else wrap(model, wrapper, "cpu")
-        optimizer = torch.optim.SGD(trainable, lr=0.1) if trainable else None
-        before = bn_buffers(model)
-        train_step(net, config, optimizer, *batch, PGDSettings(EPSILON, EPSILON / 2, 2), seed=0)
-        moved.append({k: v.float() - before[k].float() for k, v in bn_buffers(model).items()})
-    return moved
+def bn_change(config, acceleration, tiny_model, batch):
+    """BN buffers after minus before one training step of `config` on a copy of `tiny_model`, run
+    through `acceleration` (None: eager fp32)."""
+    model = copy.deepcopy(tiny_model)
+    trainable = apply_configuration(model, config)
+    net = model if acceleration is None else wrap(model, acceleration, "cpu")
+    optimizer = torch.optim.SGD(trainable, lr=0.1) if trainable else None
+    before = bn_buffers(model)
+    train_step(net, config, optimizer, *batch, PGDSettings(EPSILON, EPSILON / 2, 2), seed=0)
+    return {k: v.float() - before[k].float() for k, v in bn_buffers(model).items()}
+
+
+@pytest.fixture(scope="module")
+def eager_bn_change():
+    """config -> its eager fp32 BN movement, computed once for the three wrappers compared with it
+    (tiny_model and batch are seeded, so every test gets the same model and batch)."""
+    return {}
 
 
 @pytest.mark.parametrize("name", WRAPPERS)
 @pytest.mark.parametrize("config", [ADV, BN_STATS_NO_RESET, BN_ONLY_PARAMS], ids=lambda c: c.id)
-def test_bn_statistics_move_as_in_eager_mode(tiny_model, batch, name, config):
-    eager, wrapped = bn_changes(config, WRAPPERS[name][0], tiny_model, batch)
+def test_bn_statistics_move_as_in_eager_mode(tiny_model, batch, name, config, eager_bn_change):
+    if config.id not in eager_bn_change:
+        eager_bn_change[config.id] = bn_change(config, None, tiny_model, batch)
+    eager, wrapped = eager_bn_change[config.id], bn_change(config, WRAPPERS[name][0], tiny_model, batch)
     moved_eager = sorted(k for k, v in eager.items() if v.abs().max() > 0)
     moved_wrapped = sorted(k for k, v in wrapped.items() if v.abs().max() > 0)
     assert moved_wrapped == moved_eager, f"{name}, {config.id}: other BN buffers moved than in eager mode"

@@ -35,9 +35,15 @@ def test_points_before_training_after_every_epoch_and_four_per_epoch_in_short_ru
     assert curve_steps(64, 3) == [0, 64, 128, 192], "runs longer than two epochs: a point per epoch"
 
 
-def test_a_run_records_its_curve_at_the_due_steps(tmp_path, data):
-    train(ADV, BUDGET, data, tmp_path, seed=0)
-    points = curve_of(tmp_path)
+@pytest.fixture(scope="module")
+def adv_run(tmp_path_factory, data):
+    """(folder, trained model) of ADV at BUDGET, seed 0, with its curve: trained once for two tests."""
+    folder = tmp_path_factory.mktemp("adv")
+    return folder, train(ADV, BUDGET, data, folder, seed=0)
+
+
+def test_a_run_records_its_curve_at_the_due_steps(adv_run):
+    points = curve_of(adv_run[0])
     assert [p["step"] for p in points] == curve_steps(STEPS, 1), [p["step"] for p in points]
     assert [p["epoch"] for p in points] == [s / STEPS for s in curve_steps(STEPS, 1)], "epochs as fractions"
     assert points[0]["train_loss"] is None and all(p["train_loss"] > 0 for p in points[1:]), \
@@ -56,10 +62,9 @@ def test_the_curve_measures_the_model_as_it_trains(tmp_path, data):
         f"a learning NORMAL's clean error on the slice must fall beyond the slice's noise: {first} -> {last}"
 
 
-def test_the_curve_changes_no_weight(tmp_path, data):
-    with_curve = train(ADV, BUDGET, data, tmp_path / "on", seed=0)
+def test_the_curve_changes_no_weight(tmp_path, data, adv_run):
     without = train(ADV, dataclasses.replace(BUDGET, curve_images=0), data, tmp_path / "off", seed=0)
-    assert differing_tensors(with_curve, without) == [], "taking curve points changed the trained weights"
+    assert differing_tensors(adv_run[1], without) == [], "taking curve points changed the trained weights"
     assert curve_of(tmp_path / "off") == [], "curve_images=0 takes no point"
 
 
