@@ -295,6 +295,7 @@ def test_best_checkpoint_is_chosen_on_held_out_training_images_only(tmp_path, mo
     assert held_out <= rows(data.train_images), "selection images must be training images"
     assert not held_out & rows(data.test_images), "selection must never see a test image"
     assert not held_out & set().union(*(rows(b) for b in trained)), "held-out images must not be trained on"
+    # the selection record, checked on this run rather than a training of its own
     assert checkpoint_selection(tmp_path)["held_out_images"] == len(held_out), \
         f"the record must count the {len(held_out)} held-out images the selection measured"
 
@@ -313,6 +314,7 @@ def test_best_checkpoint_keeps_the_best_epochs_weights(tmp_path, monkeypatch):
     differs = {e: [k for k, v in chosen.state_dict().items() if not torch.equal(v, s[k])] for e, s in snapshots.items()}
     assert differs[2] == [] and differs[3], f"best must evaluate epoch 2's weights (70%), not the last: {differs}"
     assert checkpoint_selection(tmp_path)["history"] == [30.0, 70.0, 50.0], "every epoch's held-out accuracy recorded"
+    # the selection record, checked on this run rather than a training of its own
     assert checkpoint_selection(tmp_path)["epoch"] == 2, "the record must name the epoch whose weights are evaluated"
 
 
