@@ -5,7 +5,6 @@ import dataclasses
 
 import pytest
 
-import repro.runs.training
 from repro.paper.configs import ADV, BN_PARAMS, NORMAL
 from repro.runs.checkpoint import load_checkpoint, save_checkpoint
 from repro.runs.curves import curve_steps
@@ -14,7 +13,7 @@ from repro.runs.run_state import CHECKPOINT_NAME
 from repro.runs.training import train
 from repro.verdicts.error_model import within_binomial_noise
 from tests.conftest import make_micro_budget
-from tests.unit.runs.test_training import Interrupt, differing_tensors, interrupt_at
+from tests.unit.runs.test_training import Interrupt, differing_tensors, interrupt_at, recorded_step_outcomes
 
 BUDGET = make_micro_budget(epochs_adversarial=1, epochs_clean=3, curve_images=32, curve_pgd_steps=2)
 STEPS = BUDGET.n_train // BUDGET.batch_size  # per epoch
@@ -90,14 +89,7 @@ def test_each_points_training_loss_and_accuracy_are_its_epochs_steps_so_far(tmp_
     # Every step's own loss and correct count, as train_step returned them; a point after global step s
     # must average the steps of s's epoch up to s (inside the epoch and at its end alike). Batches of 32
     # make 8 steps an epoch, so the inner points (every 2 steps) are not at every step.
-    outcomes, real_step = [], repro.runs.training.train_step
-
-    def recorded_step(*args, **kwargs):
-        loss, correct = real_step(*args, **kwargs)
-        outcomes.append((float(loss), int(correct)))
-        return loss, correct
-
-    monkeypatch.setattr(repro.runs.training, "train_step", recorded_step)
+    outcomes = recorded_step_outcomes(monkeypatch)
     epochs = 2  # a short run: four points an epoch
     budget = dataclasses.replace(BUDGET, epochs_clean=epochs, batch_size=32)
     steps = budget.n_train // budget.batch_size

@@ -235,6 +235,22 @@ def report_nan_loss_after(monkeypatch, good_steps: int) -> None:
     monkeypatch.setattr(repro.runs.training, "train_step", diverging_step)
 
 
+def recorded_step_outcomes(monkeypatch) -> list[tuple[float, int]]:
+    """Make train() record every step's (loss, number correct) as train_step returned them; returns the list
+    it appends to."""
+    import repro.runs.training
+
+    outcomes, real_step = [], repro.runs.training.train_step
+
+    def recording_step(*args, **kwargs):
+        loss, correct = real_step(*args, **kwargs)
+        outcomes.append((float(loss), int(correct)))
+        return loss, correct
+
+    monkeypatch.setattr(repro.runs.training, "train_step", recording_step)
+    return outcomes
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, micro_budget, micro_data, monkeypatch):
     report_nan_loss_after(monkeypatch, micro_budget.n_train // micro_budget.batch_size)  # epoch 2 diverges
     with pytest.raises(TrainingDivergedError) as raised:
@@ -391,16 +407,7 @@ def test_every_step_of_a_run_gets_its_own_seed(seed_of):
 def test_an_epochs_loss_and_accuracy_are_over_all_its_steps(tmp_path, monkeypatch):
     # What a run reports for each epoch (train(progress=...); the curve's epoch-end point takes the same sums):
     # the mean training loss over the epoch's steps and the share of its training images classified correctly.
-    import repro.runs.training
-
-    stepped, real_step = [], repro.runs.training.train_step
-
-    def recording_step(*args, **kwargs):
-        loss, n_correct = real_step(*args, **kwargs)
-        stepped.append((float(loss), int(n_correct)))
-        return loss, n_correct
-
-    monkeypatch.setattr(repro.runs.training, "train_step", recording_step)
+    stepped = recorded_step_outcomes(monkeypatch)
     budget, reported = make_micro_budget(n_train=128), []  # 2 epochs of 2 steps
     data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)
     train(CONFIGURATIONS["adv"], budget, data, tmp_path, seed=0, progress=reported.append)
@@ -411,6 +418,30 @@ def test_an_epochs_loss_and_accuracy_are_over_all_its_steps(tmp_path, monkeypatc
     got = [value for info in reported for value in (info["loss"], info["accuracy"])]
     assert got == pytest.approx(expected, rel=1e-5), (
         f"per epoch, mean loss and accuracy reported {got}, but each epoch's {steps} steps give {expected}")
+
+
+def test_progress_names_each_epoch_of_the_run(tmp_path):
+    budget, reported = make_micro_budget(n_train=128), []  # 2 epochs of 2 steps
+    data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)
+    train(CONFIGURATIONS["normal"], budget, data, tmp_path, seed=0, progress=reported.append)
+    assert [(info["epoch"], info["epochs"]) for info in reported] == [(1, 2), (2, 2)], (
+        f"progress must say epoch k of the run's 2 after each epoch (the progress line shows it): {reported}")
+
+
+def test_a_configuration_without_epochs_is_refused_with_its_name(tmp_path):
+    budget = make_micro_budget(epochs_clean=0)
+    data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)
+    with pytest.raises(ValueError) as raised:
+        train(CONFIGURATIONS["normal"], budget, data, tmp_path, seed=0)
+    assert str(raised.value) == "normal has 0 epochs under budget micro; it needs at least 1", str(raised.value)
+
+
+def test_too_few_training_images_for_a_batch_are_refused_with_both_counts(tmp_path):
+    budget = make_micro_budget(n_train=32, batch_size=64)
+    data = synthetic_dataset(budget.n_train, budget.n_test, seed=0)
+    with pytest.raises(ValueError) as raised:
+        train(CONFIGURATIONS["normal"], budget, data, tmp_path, seed=0)
+    assert str(raised.value) == "32 training images cannot fill one batch of 64", str(raised.value)
 
 
 def test_training_seconds_add_up_over_epochs_and_a_resume(tmp_path, micro_budget, micro_data):
