@@ -53,10 +53,10 @@ MODULES = {
     "report": ("verdicts/report", ["tests/unit/verdicts/test_report.py", "tests/unit/verdicts/test_report_text.py"]),
     "data": ("runs/data", ["tests/unit/runs/test_data.py", "tests/unit/runs/test_evaluate.py", "tests/unit/runs/test_provenance.py"]),
     "augmentation": ("runs/augmentation", ["tests/unit/runs/test_augmentation.py"]),
-    # test_curves first: --recheck runs the files in this order and stops at the first failure;
+    # short files first: --recheck runs the files in this order and stops at the first failure;
     # test_snapshots: train() saves the fine-tuning ladder's snapshots
-    "training": ("runs/training", ["tests/unit/runs/test_curves.py", "tests/unit/runs/test_training.py",
-                                   "tests/unit/paper/test_readings.py", "tests/unit/runs/test_snapshots.py"]),
+    "training": ("runs/training", ["tests/unit/runs/test_curves.py", "tests/unit/runs/test_snapshots.py",
+                                   "tests/unit/runs/test_training.py", "tests/unit/paper/test_readings.py"]),
 }
 # mutmut's outcomes, as the table in docs/mutation.md counts them. A timeout (the mutant made the tests
 # run past mutmut's limit, e.g. a loop that no longer ends) counts as killed but is shown apart, since

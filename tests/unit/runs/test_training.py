@@ -10,6 +10,7 @@ import torch
 from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from repro.mechanics.attacks import PGDSettings
 from repro.mechanics.model import ResNet20
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL
 from repro.paper.expected import METRICS, RESULT_KEY
@@ -211,8 +212,10 @@ def test_timed_checkpoint_keeps_the_steps_inside_an_epoch(tmp_path, micro_budget
 
 def test_existing_run_needs_resume_flag(tmp_path, micro_budget, micro_data):
     train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
-    with pytest.raises(RunExistsError, match="--resume"):
+    with pytest.raises(RunExistsError) as raised:
         train(CONFIGURATIONS["normal"], micro_budget, micro_data, tmp_path, seed=0)
+    assert str(raised.value) == (f"{tmp_path / CHECKPOINT_NAME} already holds a run of normal; pass --resume to "
+                                 "continue it or --restart to discard it"), f"both ways out, whole: {raised.value}"
 
 
 def test_resume_refuses_other_seed(tmp_path, micro_budget, micro_data):
@@ -322,6 +325,9 @@ def retrain_normal_differently(pipeline):
 def test_fine_tuned_row_refuses_a_retrained_normal(tmp_path):
     settings = RunSettings(budget=make_micro_budget(epochs_clean=1, epochs_finetune=1), out=tmp_path)
     Pipeline(settings).trained_model(CONFIGURATIONS["bn_params"])
+    again = Pipeline(settings)
+    again.trained_model(CONFIGURATIONS["bn_params"])  # the same NORMAL: its fine-tuned row is found, not refused
+    assert again.trained_here == [], f"with its NORMAL unchanged the finished row must be reused: {again.trained_here}"
     retrain_normal_differently(Pipeline(settings))
     with pytest.raises(CheckpointError, match="another NORMAL"):
         Pipeline(settings).trained_model(CONFIGURATIONS["bn_params"])
@@ -418,6 +424,18 @@ def test_an_epochs_loss_and_accuracy_are_over_all_its_steps(tmp_path, monkeypatc
     got = [value for info in reported for value in (info["loss"], info["accuracy"])]
     assert got == pytest.approx(expected, rel=1e-5), (
         f"per epoch, mean loss and accuracy reported {got}, but each epoch's {steps} steps give {expected}")
+
+
+def test_adversarial_training_attacks_with_the_budgets_pgd(tmp_path, monkeypatch):
+    import repro.runs.training
+
+    attacks, real_step = [], repro.runs.training.train_step
+    monkeypatch.setattr(repro.runs.training, "train_step",
+                        lambda *args, **kwargs: attacks.append(args[5]) or real_step(*args, **kwargs))
+    budget = make_micro_budget(n_train=64, epochs_adversarial=1, train_attack_steps=3, train_attack_step_size=1 / 255)
+    train(CONFIGURATIONS["adv"], budget, synthetic_dataset(budget.n_train, budget.n_test, seed=0), tmp_path, seed=0)
+    expected = PGDSettings(budget.epsilon, budget.train_attack_step_size, budget.train_attack_steps)
+    assert attacks == [expected], f"ADV's steps must attack with the budget's eps, step size and iterations: {attacks}"
 
 
 def test_progress_names_each_epoch_of_the_run(tmp_path):
