@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from repro.mechanics.acceleration import accelerated
 from repro.mechanics.attacks import check_threat_model, evaluation_pgd
 from repro.mechanics.bn_analysis import mean_abs_gamma_per_layer, mean_m_per_layer, mean_normalized_weight
+from repro.mechanics.model import NUM_CLASSES
 from repro.paper.budgets import Budget
 from repro.runs.data import Dataset, robust_eval_subset, to_float
 
@@ -45,6 +46,12 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Te
 def error_percent(predictions: torch.Tensor, labels: torch.Tensor) -> float:
     """Percentage of wrong predictions."""
     return 100.0 * (predictions != labels).float().mean().item()
+
+
+def class_counts(predictions: torch.Tensor) -> list[int]:
+    """How many images each class was predicted for (NUM_CLASSES counts, class 0 first): what tells a
+    model that answers one class whatever it sees from one that classifies (repro/verdicts/degenerate.py)."""
+    return torch.bincount(predictions.flatten().long().cpu(), minlength=NUM_CLASSES).tolist()
 
 
 def pgd_logits(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, budget: Budget, seed: int) -> torch.Tensor:
@@ -118,7 +125,8 @@ def autoattack_evaluation(model: nn.Module, images: torch.Tensor, labels: torch.
     if (x_adv - x).abs().max().item() > budget.epsilon + 1e-5:
         raise RuntimeError("AutoAttack returned examples outside the eps-ball; refusing its result")
     predictions = predict(model, x_adv, budget.eval_batch_size)
-    return {"autoattack_error": error_percent(predictions, labels), "autoattack_version": budget.autoattack_version}
+    return {"autoattack_error": error_percent(predictions, labels), "autoattack_version": budget.autoattack_version,
+            "predicted_classes": class_counts(predictions)}
 
 
 def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tuple[dict, dict, dict]:
@@ -136,7 +144,8 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
     timings = {}
     started = time.perf_counter()
     n_test = len(data.test_labels) if budget.n_test is None else min(budget.n_test, len(data.test_labels))
-    clean = error_percent(predict(model, data.test_images[:n_test], budget.eval_batch_size), data.test_labels[:n_test])
+    clean_predictions = predict(model, data.test_images[:n_test], budget.eval_batch_size)
+    clean = error_percent(clean_predictions, data.test_labels[:n_test])
     timings["clean"] = time.perf_counter() - started
     images, labels = robust_eval_subset(data, budget.n_robust)
     started = time.perf_counter()
@@ -144,9 +153,16 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
                "mean_normalized_weight": normalized_weight}
     adversarial = pgd_logits(model, images, labels, budget, seed)
     metrics.update(pgd_evaluation(model, images, labels, budget, seed, logits=adversarial))
-    series.update(output_series(clean_logits(model, images, budget.eval_batch_size), adversarial))
+    subset_clean = clean_logits(model, images, budget.eval_batch_size)
+    series.update(output_series(subset_clean, adversarial))
     timings["pgd"] = time.perf_counter() - started
     started = time.perf_counter()
-    metrics.update(autoattack_evaluation(model, images, labels, budget, seed))
+    attacked = autoattack_evaluation(model, images, labels, budget, seed)
     timings["autoattack"] = time.perf_counter() - started
+    metrics.update({k: v for k, v in attacked.items() if k != "predicted_classes"})
+    # Predicted-class counts (PREDICTION_SETS): a collapsed model is never evidence (verdicts/degenerate.py).
+    metrics["predicted_classes"] = {"clean_test": class_counts(clean_predictions),
+                                    "robust_clean": class_counts(subset_clean.argmax(1)),
+                                    "robust_pgd": class_counts(adversarial.argmax(1)),
+                                    "robust_attack": attacked["predicted_classes"]}
     return metrics, series, timings

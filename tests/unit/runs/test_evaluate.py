@@ -344,3 +344,30 @@ def test_autoattack_runs_with_the_evaluations_seed(version, iterations, monkeypa
     assert not torch.equal(seed3, seed4), ("autoattack_evaluation with seeds 3 and 4 returned the same examples: "
                                            "the seed must reach AutoAttack's random start (on images it can flip)")
     assert torch.equal(in_evaluate, seed3), "evaluate(seed=3)'s AutoAttack examples differ from AutoAttack's with seed 3"
+
+
+# --- predicted-class counts: what tells a collapsed model from one that classifies ---------------
+def test_evaluation_counts_the_classes_a_one_class_model_predicts(monkeypatch):
+    monkeypatch.setattr(pyautoattack, "AutoAttack", fake_autoattack(lambda m, x, y: x))
+    budget = make_micro_budget(n_test=40, n_robust=12, eval_pgd_steps=1)
+    model = width2_model(bias=1e4)  # the bias swamps every feature: class 0 whatever the image
+    counts = evaluate(model, noise_data(40), budget, seed=0)[0]["predicted_classes"]
+    assert counts == {"clean_test": [40] + [0] * 9, "robust_clean": [12] + [0] * 9, "robust_pgd": [12] + [0] * 9,
+                      "robust_attack": [12] + [0] * 9}, (
+        f"a model that answers class 0 for every image: every count on class 0, over the clean test set (40) "
+        f"and the robust subset clean, under PGD and under the robust attack (12 each): {counts}")
+
+
+def test_the_attacked_counts_are_the_attacks_predictions(model_and_images, monkeypatch):
+    monkeypatch.setattr(pyautoattack, "AutoAttack", fake_autoattack(pgd_examples))
+    model, images, labels = model_and_images
+    budget = make_micro_budget(n_test=40, n_robust=12, eval_pgd_steps=1)
+    data = Dataset("fixture", images[:1], labels[:1], images[:40], labels[:40], "generated")
+    counts = evaluate(copy.deepcopy(model), data, budget, seed=0)[0]["predicted_classes"]
+    x, y = images[:12].float() / 255, labels[:12]
+    attacked = torch.bincount(predict(model.eval(), pgd_examples(model, x, y), 64), minlength=10)
+    clean = torch.bincount(predict(model, x, 64), minlength=10)
+    assert not torch.equal(attacked, clean), "precondition: the stand-in attack changes some predictions"
+    assert (counts["robust_attack"], counts["robust_clean"]) == (attacked.tolist(), clean.tolist()), (
+        f"the robust attack's counts are of the examples it returned {attacked.tolist()}, the clean ones of the "
+        f"images {clean.tolist()}: {counts}")
