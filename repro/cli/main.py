@@ -19,13 +19,15 @@ from repro.runs.checkpoint import CheckpointError
 from repro.runs.data import DataError
 from repro.runs.provenance import git_commit
 from repro.runs.training import RunExistsError, TrainingDivergedError
+from repro.verdicts.outcome import EXIT_CODES_TEXT, EXIT_USAGE
 
 COMMAND_GROUPS = (runs, device, reports, submit, history)  # in the order `repro --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `repro` parser: every command group's subcommands, sharing the common flags."""
-    parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0], epilog=EXIT_CODES_TEXT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     common = common_options()
     for group in COMMAND_GROUPS:
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
         print(f"repro: error: {error} (traceback: {DEBUG_ENV}=1)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("\nrepro: interrupted; training is checkpointed every epoch and every few minutes, "
               "continue with --resume", file=sys.stderr)

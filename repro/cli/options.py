@@ -50,6 +50,13 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
+def add_gate_option(parser: argparse.ArgumentParser) -> None:
+    """--no-gate on a command that judges: print and record the verdicts, exit 0 whatever they say."""
+    parser.add_argument("--no-gate", action="store_true",
+                        help="explore: exit 0 whatever the verdicts say (default: exit 1 when a judged verdict "
+                             "fails, 3 when nothing could be judged)")
+
+
 SLOW_RUN_SECONDS = 4 * 3600  # runs estimated longer than this on a CPU need --allow-slow
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from repro.cli.options import over_seeds, seeds_of, settings_from
+from repro.cli.options import add_gate_option, over_seeds, seeds_of, settings_from
 from repro.paper.choices import CHOICES
 from repro.paper.configs import CONFIGURATIONS
 from repro.paper.expected import load_expected
 from repro.paper.variants import register_text
 from repro.runs.pipeline import Pipeline, RunSettings
+from repro.verdicts.outcome import EXIT_CODES_TEXT, gated
 from repro.verdicts.report import write_report, write_seed_report
+
+GATED = {"epilog": EXIT_CODES_TEXT, "formatter_class": argparse.RawDescriptionHelpFormatter}  # commands that judge
 
 
 def add_commands(sub, common) -> None:
@@ -18,28 +22,33 @@ def add_commands(sub, common) -> None:
     p = sub.add_parser("figures", parents=[common], help="Figures 1-3 from trained NORMAL, ADV and BN PARAMS (PNG + JSON)")
     p.add_argument("--figures-dir", help="where to write them (default: RUN_FOLDER/figures, linked from report.md)")
     p.set_defaults(func=cmd_figures)
-    p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)")
+    p = sub.add_parser("report", parents=[common], help="Table 2 and the claims from finished runs (also report.md)",
+                       **GATED)
     p.add_argument("--variants", action="store_true",
                    help="instead: every reading of the open choices that has been run, beside the paper's values")
+    add_gate_option(p)
     p.set_defaults(func=cmd_report)
     sub.add_parser("variants", help="the paper's open choices: sentences, readings, evidence, rows").set_defaults(
         func=cmd_variants)
     p = sub.add_parser("ladder", help="runs trained with --set ladder_epochs: their points and the claims at each "
-                                      "(ladder.md), and their learning curves (ladder.png)")
+                                      "(ladder.md), and their learning curves (ladder.png)", **GATED)
     p.add_argument("folders", nargs="+", metavar="RUN_FOLDER",
                    help="OUT/BUDGET[+READINGS]/seedS folders; every folder's ladders are listed and drawn, the claims "
                         "judge a row from the first folder that has it")
     p.add_argument("--out", default=None, help="folder for ladder.md and ladder.png (default: the first RUN_FOLDER)")
     p.add_argument("--title", default="The fine-tuning ladder", help="the report's heading")
+    add_gate_option(p)
     p.set_defaults(func=cmd_ladder)
     p = sub.add_parser("compare", help="two run folders of the same rows: each error metric within the two-run "
-                                       "band or not (e.g. an acceleration mode against fp32, a rerun against a record)")
+                                       "band or not (e.g. an acceleration mode against fp32, a rerun against a record)",
+                       **GATED)
     p.add_argument("first", metavar="RUN_FOLDER", help="the reference, OUT/BUDGET[+READINGS]/seedS")
     p.add_argument("second", metavar="OTHER_RUN_FOLDER", help="the run compared with it")
     p.add_argument("--out", help="also write the comparison here (Markdown)")
     p.add_argument("--refuse-into", metavar="SELFCHECK_JSON",
                    help="when a metric lies outside the band, refuse the arithmetic switches (bf16, compile) the "
-                        "second folder's rows ran with at their budget in this selfcheck.json (issue 28)")
+                        "second folder's rows ran with at their budget in this selfcheck.json")
+    add_gate_option(p)
     p.set_defaults(func=cmd_compare)
 
 
@@ -81,51 +90,58 @@ def cmd_variants(args) -> int:
 def cmd_report(args) -> int:
     settings = settings_from(args)
     if args.variants:
-        return _report_variants(settings, seeds_of(args))
+        return gated(_report_variants(settings, seeds_of(args)), args.no_gate)
     seeds = seeds_of(args)
     pipeline = Pipeline(settings)
     folder = pipeline.run_folder if len(seeds) == 1 else pipeline.budget_folder
     if not folder.exists():
         raise ValueError(f"no runs in {folder}; run `repro reproduce --budget {settings.budget.name}` first")
     if len(seeds) == 1:
-        text, path = write_report(folder, load_expected(), settings.budget)
+        written = write_report(folder, load_expected(), settings.budget)
     else:  # over seeds: a seed without runs shows as missing in the report
-        text, path = write_seed_report(folder, seeds, load_expected(), settings.budget)
-    print(text)
-    print(f"\nreport: {path}")
-    return 0
+        written = write_seed_report(folder, seeds, load_expected(), settings.budget)
+    print(written.text)
+    print(f"\nreport: {written.path}")
+    return gated(written.code, args.no_gate)
 
 
 def _report_variants(settings: RunSettings, seeds: list[int]) -> int:
     """`repro report --variants`: every reading run, beside the paper's values (repro/verdicts/compare.py);
-    one comparison per seed asked for (OUT/BUDGET/variants-seedS.md)."""
+    one comparison per seed asked for (OUT/BUDGET/variants-seedS.md); returns their exit code."""
     from repro.runs.checkpoint import atomic_write_bytes
-    from repro.verdicts.compare import COMPARISON_NAME, render_comparison
+    from repro.verdicts.compare import COMPARISON_NAME, comparison_code, comparison_rows, render_comparison
+    from repro.verdicts.outcome import EXIT_FAILS
 
     expected = load_expected()
+    codes = []
     for seed in seeds:
         text = render_comparison(expected, settings.out, settings.budget, seed)
         path = Path(settings.out) / settings.budget.run_name / COMPARISON_NAME.format(seed=seed)
         atomic_write_bytes(path, text.encode())
         print(text)
         print(f"\ncomparison: {path}\n")
-    return 0
+        codes.append(comparison_code(expected, comparison_rows(expected, settings.out, settings.budget, seed),
+                                     settings.budget))
+    return EXIT_FAILS if EXIT_FAILS in codes else min(codes)
 
 
 def cmd_ladder(args) -> int:
     """`repro ladder`: rows from several run folders, their ladder points and the claims along them."""
     from repro.figures.curves import curve_series, write_curves
     from repro.runs.checkpoint import atomic_write_bytes
-    from repro.verdicts.ladder import is_laddered, render_ladder
+    from repro.verdicts.ladder import is_laddered, ladder_claims, ladder_code, render_ladder
+    from repro.verdicts.like_for_like import check_same_protocol
     from repro.verdicts.report import collect_results
+    from repro.verdicts.table2 import attack_of
 
-    records, labels, series, shown = {}, {}, [], []
+    records, labels, series, shown, named = {}, {}, [], [], []
     expected = load_expected()
     for folder in map(Path, args.folders):
         if not folder.is_dir():
             raise ValueError(f"no run folder {folder}; pass OUT/BUDGET[+READINGS]/seedS folders")
         name = folder.parent.name  # BUDGET[+READINGS]: what tells the folders apart
         results = collect_results(folder)
+        named += [(f"{folder}/{c}", r) for c, r in results.items()]
         found = {c: r for c, r in results.items() if c not in records}  # the claims judge a row's first
         records.update(found)
         labels.update({c: f"{CONFIGURATIONS[c].label} ({name})" for c in found})
@@ -134,19 +150,21 @@ def cmd_ladder(args) -> int:
         series += curve_series({c: r for c, r in laddered.items() if is_laddered(r)}, expected, name)
     if not any(is_laddered(r) for r in records.values()):
         raise ValueError("none of these runs has a ladder: train them with --set ladder_epochs=1,2,4 (for example)")
+    check_same_protocol(named)  # one line naming both records where two were measured differently
     out = Path(args.out) if args.out else Path(args.folders[0])
-    text = render_ladder(expected, records, labels, args.title, shown)
+    text = render_ladder(expected, records, labels, args.title, shown, attack=attack_of(records.values()))
     atomic_write_bytes(out / "ladder.md", text.encode())
     print(text)
     for path in [out / "ladder.md"] + write_curves(series, out, "ladder", title=args.title):
         print(path)
-    return 0
+    return gated(ladder_code(ladder_claims(expected, records, labels)), args.no_gate)
 
 
 def cmd_compare(args) -> int:
     """`repro compare`: every error metric of two run folders' common rows, within the two-run band or not."""
     from repro.runs.checkpoint import atomic_write_bytes
-    from repro.verdicts.agreement import agreement, render_agreement
+    from repro.verdicts.agreement import agreement, agreement_code, render_agreement
+    from repro.verdicts.like_for_like import check_same_protocol
     from repro.verdicts.report import collect_results
 
     folders = [Path(args.first), Path(args.second)]
@@ -154,6 +172,7 @@ def cmd_compare(args) -> int:
     for folder, records in zip(folders, found):
         if not records:
             raise ValueError(f"no result.json under {folder}; pass OUT/BUDGET[+READINGS]/seedS folders")
+    check_same_protocol([(f"{folder}/{c}", r) for folder, records in zip(folders, found) for c, r in records.items()])
     entries = agreement(*found, load_expected())
     if not entries:
         raise ValueError(f"{folders[0]} and {folders[1]} share no row; compare folders of the same rows")
@@ -174,4 +193,4 @@ def cmd_compare(args) -> int:
             print(f"refused at {budget} in {args.refuse_into}: {', '.join(refused)}; approved there now: {approved}")
         else:
             print(f"nothing refused in {args.refuse_into}: every metric within the band, or no bf16/compile was on")
-    return 0 if all(e["within"] for e in entries) else 1
+    return gated(agreement_code(entries), args.no_gate)

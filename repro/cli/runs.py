@@ -7,9 +7,10 @@ beside the paper's numbers, and the paper's claims.
 
 from __future__ import annotations
 
+import argparse
 import time
 
-from repro.cli.options import check_affordable, check_inputs, over_seeds, seeds_of, settings_from
+from repro.cli.options import add_gate_option, check_affordable, check_inputs, over_seeds, seeds_of, settings_from
 from repro.paper.budgets import BUDGETS
 from repro.paper.configs import CONFIGURATIONS, get_configuration
 from repro.paper.expected import load_expected
@@ -18,6 +19,7 @@ from repro.runs.pipeline import Pipeline, dependency_order
 from repro.runs.progress import TqdmReporter
 from repro.runs.run_state import load_trained_model
 from repro.verdicts.history import append_results, history_path
+from repro.verdicts.outcome import EXIT_CODES_TEXT, VERDICTS_NAME, gated
 from repro.verdicts.report import write_report, write_seed_report
 from repro.verdicts.table2 import robust_attack
 
@@ -31,8 +33,10 @@ def add_commands(sub, common) -> None:
     p = sub.add_parser("evaluate", parents=[common], help="evaluate trained configurations")
     p.add_argument("configs", nargs="+", metavar="ID")
     p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("reproduce", parents=[common], help="train and evaluate everything; print Table 2")
+    p = sub.add_parser("reproduce", parents=[common], help="train and evaluate everything; print Table 2",
+                       epilog=EXIT_CODES_TEXT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", metavar="ID", help="a subset of configurations (default: all)")
+    add_gate_option(p)
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -96,18 +100,17 @@ def cmd_reproduce(args) -> int:
         pipeline = Pipeline(settings, TqdmReporter(not args.quiet))
         records = {c.id: pipeline.result(c) for c in configs}
         append_results(history_path(settings.out), records.values())  # the history of nights (repro history)
-        return write_report(pipeline.run_folder, expected, settings.budget) + (pipeline.budget_folder, len(records))
+        return write_report(pipeline.run_folder, expected, settings.budget), pipeline.budget_folder
 
     reports = over_seeds(args, reproduce_seed)
     if len(seeds) == 1:
-        text, path, _, count = reports[seeds[0]]
+        written, _ = reports[seeds[0]]
     else:  # one report per seed in its folder; the one over seeds beside them
-        for seed, (_, seed_path, _, _) in reports.items():
-            print(f"seed {seed}: report {seed_path}")
-        _, _, budget_folder, count = reports[seeds[0]]
-        text, path = write_seed_report(budget_folder, seeds, expected, settings.budget)
-    print(text)
-    print(f"\n{count} configurations, budget {settings.budget.name}, seed{'s' if len(seeds) > 1 else ''} "
+        for seed, (seed_written, _) in reports.items():
+            print(f"seed {seed}: report {seed_written.path}")
+        written = write_seed_report(reports[seeds[0]][1], seeds, expected, settings.budget)
+    print(written.text)
+    print(f"\n{len(configs)} configurations, budget {settings.budget.name}, seed{'s' if len(seeds) > 1 else ''} "
           f"{', '.join(map(str, seeds))}, readings {describe(settings.variants)}, "
-          f"{time.perf_counter() - started:.0f} s; report: {path}")
-    return 0
+          f"{time.perf_counter() - started:.0f} s; report: {written.path} (verdicts: {written.path.with_name(VERDICTS_NAME)})")
+    return gated(written.code, args.no_gate)

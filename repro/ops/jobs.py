@@ -128,11 +128,11 @@ class ReportJob:
                                                         pipeline.settings.device, pipeline.data)]
             except CheckpointError as error:  # a figure row failed: the report says which rows are missing
                 figures = [f"no figures: {str(error).splitlines()[0]}"]
-            text, path = write_report(pipeline.run_folder, expected, self.budget)
+            text, path, _ = write_report(pipeline.run_folder, expected, self.budget)
             text = note_missing(path, text, ended, [k for k, _, _ in self.jobs if k.endswith(f"/seed{seed}")])
             outcome[seed] = {"report": str(path), "text": text, "figures": figures}
         if len(self.seeds) > 1:  # as `repro reproduce --seeds`: mean ± SD per row, judged on seed means
-            text, path = write_seed_report(pipeline.budget_folder, list(self.seeds), expected, self.budget)
+            text, path, _ = write_seed_report(pipeline.budget_folder, list(self.seeds), expected, self.budget)
             text = note_missing(path, text, ended, [k for k, _, _ in self.jobs])
             outcome[OVER_SEEDS] = {"report": str(path), "text": text, "figures": []}
         return outcome

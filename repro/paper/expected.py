@@ -177,6 +177,9 @@ def validate(doc: dict, path: Path = EXPECTED_PATH) -> dict:
             _fail(path, f"{where}.budgets", "must list the budgets the claim is checked at")
         _check(path, f"{where}.check", claim.get("check"))
         _scale_expectations(path, where, claim, scale_budgets)
+        if "judges_collapse" in claim and (not isinstance(claim["judges_collapse"], str)
+                                           or not claim["judges_collapse"].strip()):
+            _fail(path, f"{where}.judges_collapse", "must say why a degenerate row is evidence for this claim")
         reason = claim.get("tolerance_reason")
         if ("tolerance_reason" in claim or claim["check"]["op"] == "within") and (
                 not isinstance(reason, str) or not reason.strip()):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from repro.paper.configs import CONFIGURATIONS
 from repro.paper.expected import ERROR_RATES
 from repro.verdicts.history import allowed_move
+from repro.verdicts.outcome import EXIT_FAILS, EXIT_HOLDS, EXIT_NOTHING_JUDGED
 
 
 def agreement(first: dict[str, dict], second: dict[str, dict], expected: dict) -> list[dict]:
@@ -32,6 +33,14 @@ def agreement(first: dict[str, dict], second: dict[str, dict], expected: dict) -
                             "first": a[metric], "second": b[metric], "delta": delta, "allowed": band,
                             "within": band is not None and abs(delta) <= band})
     return entries
+
+
+def agreement_code(entries: list[dict]) -> int:
+    """The comparison's exit code (repro/verdicts/outcome.py): a metric outside its band fails it; with
+    no metric that has a band nothing was judged."""
+    if any(e["allowed"] is not None and not e["within"] for e in entries):
+        return EXIT_FAILS
+    return EXIT_HOLDS if any(e["allowed"] is not None for e in entries) else EXIT_NOTHING_JUDGED
 
 
 def render_agreement(entries: list[dict], first_name: str, second_name: str) -> str:

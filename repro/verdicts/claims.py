@@ -53,6 +53,11 @@ def claim_configurations(claim: dict) -> set[str]:
     return {ref.split(".")[0] for ref in claim_references(claim)}
 
 
+def claim_rows_in_order(claim: dict) -> list[str]:
+    """The configuration ids a claim's relation reads, each once, in the order it reads them (left first)."""
+    return list(dict.fromkeys(ref.split(".")[0] for ref in claim_references(claim)))
+
+
 def missing_inputs(claim: dict, results: dict[str, dict]) -> list[str]:
     """The CONFIG_ID.NAME a claim reads that `results` lack (a row not run, or a record written
     before that metric or series was recorded); empty when the claim can be checked."""
@@ -115,20 +120,58 @@ def check_claim(claim: dict, results: dict[str, dict]) -> ClaimOutcome:
     return ClaimOutcome(claim["id"], claim["sentence"], relation, bool(passed))
 
 
-def claim_rows(expected: dict, results: dict[str, dict], budget_name: str,
-               incomplete: dict[str, list[int]] | None = None) -> list[tuple[dict, str, str]]:
-    """(claim, verdict, relation) per claim: pass/FAIL where checkable, else n/a or missing.
+# A claim's verdict as reports show it: judged (holds / FAIL), not judged at this budget although its
+# budgets include it (inputs missing, a degenerate row, rows not like for like), or judged elsewhere.
+HOLDS, FAILS, MISSING, NOT_JUDGED, OTHER_BUDGET = "pass", "FAIL", "missing", "not judged", "n/a"
+JUDGED = (HOLDS, FAILS)
+STATUS = {HOLDS: "holds", FAILS: "fails", MISSING: "not judged", NOT_JUDGED: "not judged",
+          OTHER_BUDGET: "judged at other budgets"}  # verdicts.json's words for each
 
-    The measured relation is shown wherever the results hold its inputs, also for a claim not
-    judged at this budget (n/a, with the budgets it is judged at); "missing" names the inputs
-    absent (a row not run, or a result recorded before that metric or series existed).
-    `results` may be seed means (repro.runs.seeds.mean_records); `incomplete` names the seeds each row
-    lacks, so a claim on such a row says which seed is missing instead of being judged on fewer.
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """One claim at one budget: its verdict, the relation with the measured numbers, and why it was
+    not judged where it was not."""
+
+    claim: dict
+    verdict: str  # HOLDS, FAILS, MISSING, NOT_JUDGED or OTHER_BUDGET
+    relation: str  # what the report prints beside the verdict
+    numbers: dict  # CONFIG_ID.METRIC -> the measured value read (plain metrics only)
+    reason: str = ""  # why not judged (MISSING, NOT_JUDGED, OTHER_BUDGET)
+
+    @property
+    def id(self) -> str:
+        return self.claim["id"]
+
+
+def _numbers(claim: dict, results: dict[str, dict]) -> dict:
+    out = {}
+    for ref in claim_references(claim):
+        config_id, name = ref.split(".")
+        value = results.get(config_id, {}).get("metrics", {}).get(RESULT_KEY.get(name, name))
+        if name not in SERIES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[ref] = value
+    return out
+
+
+def judge_claims(expected: dict, results: dict[str, dict], budget_name: str,
+                 incomplete: dict[str, list[int]] | None = None, degenerate: dict | None = None,
+                 unlike=None) -> list[ClaimVerdict]:
+    """Every claim of `expected` at `budget_name` on `results` ({config_id: record}, or seed means).
+
+    A claim is judged (HOLDS / FAILS) only where its budgets include `budget_name`, its inputs are all
+    measured, no row it reads is degenerate (`degenerate`: {config_id: Degeneracy}, from
+    repro/verdicts/degenerate.py; a claim whose "judges_collapse" says why reads a collapse as evidence)
+    and its rows ran like for like (`unlike(claim) -> reason or None`;
+    repro/verdicts/like_for_like.py). `incomplete` names the seeds each row lacks, so a claim on such
+    a row says which seed is missing instead of being judged on fewer. A claim of other budgets shows
+    its measured relation for information, never "holds" on a degenerate row.
     """
-    incomplete = incomplete or {}
-    rows = []
+    incomplete, degenerate = incomplete or {}, degenerate or {}
+    out = []
     for claim in expected["claims"]:
-        lacking = sorted(claim_configurations(claim) & set(incomplete))
+        rows = claim_configurations(claim)
+        lacking = sorted(rows & set(incomplete))
         missing = missing_inputs(claim, results)
         absent_rows = sorted({ref.split(".")[0] for ref in missing} - set(results) - set(lacking))
         unrecorded = [ref for ref in missing if ref.split(".")[0] in results]
@@ -137,15 +180,32 @@ def claim_rows(expected: dict, results: dict[str, dict], budget_name: str,
             f"no result for {', '.join(absent_rows)}" if absent_rows else "",
             f"not recorded: {', '.join(unrecorded)} (results from older code; `repro evaluate` records them)"
             if unrecorded else "") if part)
-        outcome = None if missing or lacking else check_claim(claim, results)
+        # A claim that exists to catch a collapse (normal_learns: "far above chance") reads it as evidence.
+        collapsed = "" if claim.get("judges_collapse") else "; ".join(
+            f"{c} is {degenerate[c].label}" for c in sorted(rows & set(degenerate)))
+        unlike_why = None if why_missing or collapsed or unlike is None else unlike(claim)
+        outcome = None if why_missing or collapsed or unlike_why else check_claim(claim, results)
+        numbers = _numbers(claim, results)
         if budget_name not in claim["budgets"]:
-            shown = f"{outcome.relation}: {'holds' if outcome.passed else 'does not hold'}" if outcome else why_missing
+            shown = (f"{outcome.relation}: {'holds' if outcome.passed else 'does not hold'}" if outcome
+                     else why_missing or collapsed or unlike_why)
             expectation = claim.get("scale_expectations", {}).get(budget_name)
             why_not = (f"not expected to hold at {budget_name}: {expectation['reason']}" if expectation
                        else f"judged at budgets {', '.join(claim['budgets'])}")
-            rows.append((claim, "n/a", f"{shown} ({why_not})"))
-        elif outcome is None:
-            rows.append((claim, "missing", why_missing))
+            out.append(ClaimVerdict(claim, OTHER_BUDGET, f"{shown} ({why_not})", numbers, why_not))
+        elif why_missing:
+            out.append(ClaimVerdict(claim, MISSING, why_missing, numbers, why_missing))
+        elif collapsed or unlike_why:
+            why = collapsed or unlike_why
+            out.append(ClaimVerdict(claim, NOT_JUDGED, f"not judged: {why}", numbers, why))
         else:
-            rows.append((claim, "pass" if outcome.passed else "FAIL", outcome.relation))
-    return rows
+            out.append(ClaimVerdict(claim, HOLDS if outcome.passed else FAILS, outcome.relation, numbers))
+    return out
+
+
+def claim_rows(expected: dict, results: dict[str, dict], budget_name: str,
+               incomplete: dict[str, list[int]] | None = None, degenerate: dict | None = None,
+               unlike=None) -> list[tuple[dict, str, str]]:
+    """(claim, verdict, relation) per claim: judge_claims as the report's table rows."""
+    return [(v.claim, v.verdict, v.relation)
+            for v in judge_claims(expected, results, budget_name, incomplete, degenerate, unlike)]

@@ -16,7 +16,9 @@ from repro.paper.budgets import Budget
 from repro.paper.choices import CHOICES, TRAINING, UnknownVariantError
 from repro.paper.expected import RESULT_KEY, TABLE2_METRICS
 from repro.paper.variants import affected_rows, parse_variants
+from repro.verdicts.degenerate import degeneracy
 from repro.verdicts.error_model import metric_error
+from repro.verdicts.outcome import EXIT_FAILS, EXIT_HOLDS, EXIT_NOTHING_JUDGED
 from repro.verdicts.report import collect_results
 from repro.verdicts.table2 import attack_of, images_of, metric_label
 
@@ -46,8 +48,10 @@ def comparison_rows(expected: dict, out: Path, budget: Budget, seed: int) -> lis
     """One entry per (choice, affected row, metric) with at least one non-default reading run.
 
     Each entry: {"choice", "row", "label", "metric", "paper", "tolerance", "measured": {reading:
-    value}, "closest": reading, "within": bool}. Readings without a result are absent from
-    "measured"; "within" says whether the closest reading lies inside the paper's tolerance.
+    value}, "degenerate": {reading: label}, "closest": reading or None, "within": bool}. Readings
+    without a result are absent from "measured"; a reading whose model collapsed (repro/verdicts/
+    degenerate.py) is shown but never the closest; "within" says whether the closest reading lies
+    inside the paper's tolerance.
     """
     results = {}  # choice -> reading -> {row: record}
     for readings, folder in reading_folders(out, budget, seed):
@@ -74,15 +78,20 @@ def comparison_rows(expected: dict, out: Path, budget: Budget, seed: int) -> lis
                 if not records:
                     continue
                 measured = {reading: record["metrics"][key] for reading, record in records.items()}
-                closest = min(measured, key=lambda r: abs(measured[r] - target["value"]))
+                collapsed = {reading: found.label for reading, record in records.items()
+                             if (found := degeneracy(record)).degenerate}
+                candidates = [r for r in measured if r not in collapsed]
+                closest = min(candidates, key=lambda r: abs(measured[r] - target["value"])) if candidates else None
                 # The error model's tolerance (repro/verdicts/error_model.py) for one seed at the closest
                 # reading's evaluation size: each reading is one run, so the row's prior seed SD applies.
+                reference = closest or next(iter(measured))
                 tolerance = metric_error(expected["error_model"], expected["table2"][row], metric,
-                                         images_of(records[closest], metric), [measured[closest]]).tolerance
+                                         images_of(records[reference], metric), [measured[reference]]).tolerance
                 entries.append({
                     "choice": choice.id, "row": row, "label": expected["table2"][row]["label"], "metric": metric,
-                    "paper": target["value"], "tolerance": tolerance, "measured": measured,
-                    "closest": closest, "within": abs(measured[closest] - target["value"]) <= tolerance,
+                    "paper": target["value"], "tolerance": tolerance, "measured": measured, "degenerate": collapsed,
+                    "closest": closest,
+                    "within": closest is not None and abs(measured[closest] - target["value"]) <= tolerance,
                     "attack": attack_of(records.values()),
                 })
     return entries
@@ -107,9 +116,21 @@ def render_comparison(expected: dict, out: Path, budget: Budget, seed: int) -> s
                   "| row | metric | paper | tolerance | " + " | ".join(names) + " | closest |",
                   "|---|---|---:|---:|" + "---:|" * len(names) + "---|"]
         for e in mine:
-            cells = [f"{e['measured'][r.id]:.2f}" if r.id in e["measured"] else "—" for r in choice.readings]
+            cells = [("—" if r.id not in e["measured"] else f"{e['measured'][r.id]:.2f}"
+                      + (f" {e['degenerate'][r.id]}" if r.id in e["degenerate"] else "")) for r in choice.readings]
             verdict = "within" if e["within"] else "outside"
+            closest = (f"{e['closest']} ({verdict} tolerance)" if e["closest"] is not None
+                       else "none: every reading run is degenerate")
             lines.append(f"| {e['label']} | {metric_label(e['metric'], e['attack'])} | {e['paper']:.2f} | ±{e['tolerance']:.2f} | "
-                         + " | ".join(cells) + f" | {e['closest']} ({verdict} tolerance) |")
+                         + " | ".join(cells) + f" | {closest} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def comparison_code(expected: dict, entries: list[dict], budget: Budget) -> int:
+    """The readings comparison's exit code (repro/verdicts/outcome.py): judged only where Table 2 is
+    (expected "table2_budgets"); it fails when a row's closest non-degenerate reading lies outside the
+    paper's tolerance, or every reading of it is degenerate."""
+    if budget.table2_name not in expected["table2_budgets"] or not entries:
+        return EXIT_NOTHING_JUDGED
+    return EXIT_HOLDS if all(e["within"] for e in entries) else EXIT_FAILS

@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from repro.paper.budgets import Budget, modes_of, protocol_of
 from repro.paper.configs import CONFIGURATIONS
@@ -19,9 +20,13 @@ from repro.paper.expected import TABLE2_METRICS
 from repro.paper.variants import describe
 from repro.runs.checkpoint import atomic_write_bytes
 from repro.runs.seeds import mean_records, missing_seeds
-from repro.verdicts.claims import claim_rows
+from repro.verdicts.claims import FAILS, HOLDS, MISSING as CLAIM_MISSING, NOT_JUDGED, OTHER_BUDGET, ClaimVerdict
+from repro.verdicts.claims import claim_rows_in_order, judge_claims
+from repro.verdicts.degenerate import Degeneracy, degenerate_rows
 from repro.verdicts.determinism import starting_normal_lines
 from repro.verdicts.error_model import CONSISTENT, INCONSISTENT, MISSING
+from repro.verdicts.like_for_like import unlike_reason
+from repro.verdicts.outcome import VERDICTS_NAME, exit_code, headline, verdicts_record
 from repro.verdicts.table2 import (
     PAPER_ATTACK,
     Row,
@@ -117,11 +122,23 @@ class ReportContent:
     applies: bool  # whether Table 2's verdicts apply under table2_name
     table2_budgets: list[str]  # where Table 2's verdicts apply
     rows: list[Row]  # Table 2's metrics
-    claims: list[tuple[dict, str, str]]  # (claim, verdict, relation) per claim (verdicts.claims.claim_rows)
+    claims: list[ClaimVerdict]  # per claim (verdicts.claims.judge_claims)
     notes: list[str]  # where a claim separates two rows the paper's data, or ours, cannot (table2.separation_notes)
     trends: list[tuple[str, str]]  # (row label, where its learning curve was heading), rows with a result
     attack: str  # the attack behind our robust errors (table2.robust_attack), e.g. "APGD-CE (50 it.)"
     runs: list[str]  # runs of one row and seed whose weights differ or cannot be compared (verdicts.determinism)
+    degenerate: dict[str, Degeneracy]  # rows whose predictions collapsed, never evidence (verdicts.degenerate)
+
+    @property
+    def code(self) -> int:
+        """The exit code the verdicts give (repro/verdicts/outcome.py)."""
+        return exit_code([r.verdict for r in self.rows], [v.verdict for v in self.claims])
+
+    @property
+    def headline(self) -> str:
+        labels = {CONFIGURATIONS[c].label: d.label for c, d in self.degenerate.items()}
+        return headline(self.budget_name, self.code, [r.verdict for r in self.rows], [v.verdict for v in self.claims],
+                        self.applies, labels)
 
 
 def curve_trends(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> list[tuple[str, str]]:
@@ -146,11 +163,20 @@ def report_content(expected: dict, per_seed: dict[int, dict[str, dict]], seeds: 
     records = [r for s in seeds for r in per_seed.get(s, {}).values()]
     results = per_seed.get(seeds[0], {}) if len(seeds) == 1 else mean_records(per_seed, seeds)
     incomplete = {c: absent for c, absent in missing_seeds(per_seed, seeds).items() if len(absent) < len(seeds)}
-    rows = table2_rows(expected, per_seed, table2_name, seeds)
+    degenerate = degenerate_rows(per_seed, seeds)
+    rows = table2_rows(expected, per_seed, table2_name, seeds, degenerate)
+    # Like for like on each seed's records (seed means carry no budget or configuration).
+    settings = [per_seed.get(s, {}) for s in seeds]
+
+    def unlike(claim):
+        return next(filter(None, (unlike_reason(r, claim_rows_in_order(claim)) for r in settings)), None)
+
+    claims = judge_claims(expected, results, budget_name, incomplete, degenerate, unlike)
     return ReportContent(records, seeds, incomplete, budget_name, table2_name,
                          table2_name in expected["table2_budgets"], expected["table2_budgets"], rows,
-                         claim_rows(expected, results, budget_name, incomplete), separation_notes(expected, rows, budget_name),
-                         curve_trends(per_seed, seeds), attack_of(records), starting_normal_lines(per_seed, seeds))
+                         claims, separation_notes(expected, rows, budget_name),
+                         curve_trends(per_seed, seeds), attack_of(records), starting_normal_lines(per_seed, seeds),
+                         degenerate)
 
 
 def table2_summary(content: ReportContent) -> str:
@@ -158,6 +184,8 @@ def table2_summary(content: ReportContent) -> str:
     counts = Counter(row.verdict for row in content.rows)
     total = len(content.rows)
     missing = f" ({counts[MISSING]} missing)" if counts[MISSING] else ""
+    collapsed = sum(row.config_id in content.degenerate and row.judgement is not None for row in content.rows)
+    missing += f" ({collapsed} of degenerate rows, never judged)" if collapsed else ""
     if not content.applies:
         return (f"Table 2: {total - counts[MISSING]} metrics shown, not judged at {content.table2_name} "
                 f"(judged at {', '.join(content.table2_budgets)} only){missing}")
@@ -166,21 +194,27 @@ def table2_summary(content: ReportContent) -> str:
 
 
 def claims_summary(content: ReportContent, shown: str = "below") -> str:
-    """One line: how many claims were judged at this budget, how many hold, fail or lack inputs, and how
-    many are judged only at other budgets (shown for information)."""
-    counts = Counter(verdict for _, verdict, _ in content.claims)
-    judged = counts["pass"] + counts["FAIL"] + counts["missing"]
-    parts = [f"{counts['pass']} hold"] + ([f"{counts['FAIL']} FAIL"] if counts["FAIL"] else []) + (
-        [f"{counts['missing']} missing inputs"] if counts["missing"] else [])
-    line = f"claims: {judged} judged at {content.budget_name}: {', '.join(parts)}"
-    if counts["n/a"]:
-        line += f"; {counts['n/a']} judged at other budgets, shown {shown} for information"
+    """One line: how many claims were judged at this budget and how many of them hold or fail; how many
+    of this budget's claims could not be judged (inputs missing, a degenerate row, rows not like for
+    like), counted apart; and how many are judged only at other budgets (shown for information)."""
+    counts = Counter(v.verdict for v in content.claims)
+    parts = [f"{counts[HOLDS]} hold"] + ([f"{counts[FAILS]} FAIL"] if counts[FAILS] else [])
+    line = f"claims: {counts[HOLDS] + counts[FAILS]} judged at {content.budget_name}: {', '.join(parts)}"
+    collapsed = sum(v.verdict == NOT_JUDGED and " is degenerate" in v.reason for v in content.claims)
+    why = ([f"{counts[CLAIM_MISSING]} missing inputs"] if counts[CLAIM_MISSING] else []) + (
+        [f"{collapsed} reading a degenerate row"] if collapsed else []) + (
+        [f"{counts[NOT_JUDGED] - collapsed} rows not like for like"] if counts[NOT_JUDGED] - collapsed else [])
+    if why:
+        line += f"; {counts[CLAIM_MISSING] + counts[NOT_JUDGED]} not judged ({', '.join(why)})"
+    if counts[OTHER_BUDGET]:
+        line += f"; {counts[OTHER_BUDGET]} judged at other budgets, shown {shown} for information"
     return line
 
 
 def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
     seeds = content.seeds
-    out = ["# Reproduction report: On Fragile Features and Batch Normalization in Adversarial Training", ""]
+    out = ["# Reproduction report: On Fragile Features and Batch Normalization in Adversarial Training", "",
+           f"**{content.headline}**", ""]
     out += [f"- {line}" for line in provenance_lines(content.records)]
     out += [f"- {config_id}: no result for seed {', '.join(map(str, absent))}"
             for config_id, absent in content.incomplete.items()]
@@ -209,9 +243,9 @@ def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
     claims_on = "" if len(seeds) == 1 else " (on seed means)"
     out += ["", f"## Claims{claims_on}", "", claims_summary(content), "",
             "| claim | verdict | relation (measured) | paper's sentence |", "|---|---|---|---|"]
-    for claim, verdict, relation in content.claims:
-        relation = relation.replace("|", "\\|")  # |diff| relations inside a Markdown table cell
-        out.append(f"| {claim['id']} | {verdict} | {relation} | {claim['sentence']} ({claim['source']}) |")
+    for v in content.claims:
+        relation = v.relation.replace("|", "\\|")  # |diff| relations inside a Markdown table cell
+        out.append(f"| {v.id} | {v.verdict} | {relation} | {v.claim['sentence']} ({v.claim['source']}) |")
     if content.trends:
         out += ["", "## Learning curves: where each row was heading", "",
                 "The curve's last interval (repro/runs/curves.py); reported, never used to select weights.", ""]
@@ -222,7 +256,7 @@ def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
 
 
 def _render_terminal(content: ReportContent) -> str:
-    lines = provenance_lines(content.records) + ["", table2_summary(content)]
+    lines = [content.headline, ""] + provenance_lines(content.records) + ["", table2_summary(content)]
     width = max(len(metric_label(m, content.attack)) for m in TABLE2_METRICS)
     lines.append(f"{'Model':<30} {'metric':<{width}} {'paper':>6} {'measured':>22} {'Δ':>6} {'tol':>7} {'z':>6} "
                  f"{'interval':<16} verdict")
@@ -234,13 +268,13 @@ def _render_terminal(content: ReportContent) -> str:
     if content.runs:
         lines += ["", "runs of one row and seed (NORMAL beside the NORMAL each fine-tuning row started from):"]
         lines += [f"  {line}" for line in content.runs]
-    judged = [(claim, verdict, relation) for claim, verdict, relation in content.claims if verdict != "n/a"]
-    others = [(claim, verdict, relation) for claim, verdict, relation in content.claims if verdict == "n/a"]
+    judged = [v for v in content.claims if v.verdict != OTHER_BUDGET]
+    others = [v for v in content.claims if v.verdict == OTHER_BUDGET]
     lines += ["", claims_summary(content)]
-    lines += [f"{verdict:<7} {claim['id']}: {relation}" for claim, verdict, relation in judged]
+    lines += [f"{v.verdict:<10} {v.id}: {v.relation}" for v in judged]
     if others:
         lines += ["", f"judged at other budgets, for information (n/a at {content.budget_name}):"]
-        lines += [f"{verdict:<7} {claim['id']}: {relation}" for claim, verdict, relation in others]
+        lines += [f"{v.verdict:<10} {v.id}: {v.relation}" for v in others]
     if content.trends:
         lines += ["", "where each row was heading (learning curve, last interval):"]
         lines += [f"  {label:<30} {text}" for label, text in content.trends]
@@ -276,8 +310,25 @@ def _judged_name(budget: Budget, records: list[dict]) -> str:
     return budget.table2_name + suffix
 
 
-def write_report(run_folder: Path, expected: dict, budget: Budget) -> tuple[str, Path]:
-    """Render the report of `run_folder` under `budget`; writes report.md there, returns (terminal text, path).
+class WrittenReport(NamedTuple):
+    """What writing a report gives: the terminal text, report.md's path, and the verdicts' exit code."""
+
+    text: str
+    path: Path
+    code: int
+
+
+def _write(folder: Path, expected: dict, content: ReportContent, figures=()) -> WrittenReport:
+    """report.md and verdicts.json (repro/verdicts/outcome.py) of `content` in `folder`."""
+    path = Path(folder) / REPORT_NAME
+    atomic_write_bytes(path, _render_markdown(expected, content, figures).encode())
+    record = verdicts_record(content, content.code)
+    atomic_write_bytes(Path(folder) / VERDICTS_NAME, (json.dumps(record, indent=1) + "\n").encode())
+    return WrittenReport(_render_terminal(content), path, content.code)
+
+
+def write_report(run_folder: Path, expected: dict, budget: Budget) -> WrittenReport:
+    """Render the report of `run_folder` under `budget`; writes report.md and verdicts.json there.
 
     Only records evaluated under `budget` count. Table 2's tolerances apply when the budget is a
     registered one without overrides (Budget.table2_name) and every record's data has verified
@@ -286,22 +337,19 @@ def write_report(run_folder: Path, expected: dict, budget: Budget) -> tuple[str,
     results = collect_results(run_folder, budget)
     table2_name = _judged_name(budget, list(results.values()))
     figures = sorted(str(p.relative_to(run_folder)) for p in Path(run_folder).glob("figures/*.png"))
-    path = Path(run_folder) / REPORT_NAME
     per_seed = by_seed(results)
     content = report_content(expected, per_seed, sorted(per_seed) or [0], budget.name, table2_name)
-    atomic_write_bytes(path, _render_markdown(expected, content, figures).encode())
-    return _render_terminal(content), path
+    return _write(run_folder, expected, content, figures)
 
 
-def write_seed_report(budget_folder: Path, seeds: list[int], expected: dict, budget: Budget) -> tuple[str, Path]:
+def write_seed_report(budget_folder: Path, seeds: list[int], expected: dict, budget: Budget) -> WrittenReport:
     """The report over `seeds` (runs in BUDGET_FOLDER/seedS): Table 2 as mean ± SD per row, judged
-    on seed means with the measured spread, claims on seed means; writes BUDGET_FOLDER/report.md.
+    on seed means with the measured spread, claims on seed means; writes BUDGET_FOLDER/report.md and
+    verdicts.json.
 
-    Returns (terminal text, path). A row lacking a seed is reported missing, never averaged over fewer.
+    A row lacking a seed is reported missing, never averaged over fewer.
     """
     per_seed = {seed: collect_results(Path(budget_folder) / f"seed{seed}", budget) for seed in seeds}
     table2_name = _judged_name(budget, [r for results in per_seed.values() for r in results.values()])
-    path = Path(budget_folder) / REPORT_NAME
     content = report_content(expected, per_seed, seeds, budget.name, table2_name)
-    atomic_write_bytes(path, _render_markdown(expected, content).encode())
-    return _render_terminal(content), path
+    return _write(budget_folder, expected, content)

@@ -63,7 +63,7 @@ class Row:
     paper: float
     seeds: SeedValues  # the measured value per seed
     judgement: Judgement | None  # None where a seed's result is missing
-    verdict: str  # consistent, inconsistent, not judged (budget or data not the paper's), missing
+    verdict: str  # consistent, inconsistent, not judged (budget or data not the paper's), missing, degenerate (...)
 
     @property
     def measured(self) -> float | None:
@@ -80,12 +80,15 @@ def by_seed(results: dict[str, dict]) -> dict[int, dict[str, dict]]:
 
 
 def table2_rows(expected: dict, per_seed: dict[int, dict[str, dict]], budget_name: str,
-                seeds: list[int] | None = None) -> list[Row]:
+                seeds: list[int] | None = None, degenerate: dict | None = None) -> list[Row]:
     """Table 2's metrics judged on seed means ({seed: {config_id: record}}; seeds default: those present).
 
     A row lacking a result for any seed asked for is "missing" (with the seeds it lacks), never
-    judged on fewer seeds. Verdicts apply at the budgets in expected["table2_budgets"] only.
+    judged on fewer seeds; a degenerate row (`degenerate`: {config_id: Degeneracy},
+    repro/verdicts/degenerate.py) is shown as such and never judged. Verdicts apply at the budgets in
+    expected["table2_budgets"] only.
     """
+    degenerate = degenerate or {}
     seeds = sorted(per_seed) if seeds is None else seeds
     applies = budget_name in expected["table2_budgets"]
     rows = []
@@ -99,6 +102,8 @@ def table2_rows(expected: dict, per_seed: dict[int, dict[str, dict]], budget_nam
                                      list(values.values.values()))
                 judgement = Judgement(entry[metric]["value"], values.mean, error, judged=applies)
             verdict = MISSING if judgement is None else judgement.verdict
+            if judgement is not None and config_id in degenerate:
+                verdict = degenerate[config_id].label
             rows.append(Row(config_id, entry["label"], metric, entry[metric]["value"], values, judgement, verdict))
     return rows
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow  # the reproduction tier: excluded from the defaul
 def test_report_renders(results, pipeline, budget, expected):
     for config_id in CONFIGURATIONS:
         results[config_id]  # make sure every row exists before rendering
-    text, path = write_report(pipeline.run_folder, expected, budget)
+    text, path, _ = write_report(pipeline.run_folder, expected, budget)
     markdown = path.read_text()
     missing = [c.label for c in CONFIGURATIONS.values() if f"| {c.label} |" not in markdown]
     assert missing == [], f"report.md lacks rows {missing}"
@@ -23,7 +23,7 @@ def test_report_renders(results, pipeline, budget, expected):
 
 def test_report_over_seeds_renders(per_seed_results, pipeline, seeds, budget, expected):
     per_seed_results(list(CONFIGURATIONS))  # every (row, seed) exists before rendering
-    text, path = write_seed_report(pipeline.budget_folder, seeds, expected, budget)
+    text, path, _ = write_seed_report(pipeline.budget_folder, seeds, expected, budget)
     markdown = path.read_text()
     assert path == pipeline.budget_folder / "report.md", f"the report over seeds lives in OUT/BUDGET: {path}"
     assert f"seeds: {', '.join(map(str, seeds))}" in markdown, "report.md must list every seed run"

@@ -23,7 +23,7 @@ from repro.paper.variants import (
 from repro.runs.checkpoint import load_checkpoint, state_fingerprint
 from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.run_state import CHECKPOINT_NAME
-from repro.verdicts.compare import comparison_rows
+from repro.verdicts.compare import comparison_rows, render_comparison
 from repro.verdicts.error_model import metric_error
 from repro.verdicts.report import provenance_lines
 from tests.conftest import make_micro_budget
@@ -204,7 +204,7 @@ def variant_run(tmp_path_factory):
     """`repro reproduce --configs bn_only_params` under two readings at micro scale: (code, stdout, folder)."""
     out = tmp_path_factory.mktemp("variants")
     stdout, stderr = io.StringIO(), io.StringIO()
-    argv = ["reproduce", "--configs", "bn_only_params", "--out", str(out), *MICRO]
+    argv = ["reproduce", "--configs", "bn_only_params", "--out", str(out), "--no-gate", *MICRO]
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = main(argv + [arg for r in READINGS for arg in ("--variant", r)])
     name = get_budget("smoke", MICRO_SETS).run_name + "+bn_only_params_stats=frozen_batch+autoaugment_order=crop_flip_then_autoaugment"
@@ -274,7 +274,7 @@ def test_comparison_shows_each_reading_beside_the_paper(tmp_path, capsys):
     clean, robust = rows[("adv", "clean_error")], rows[("adv", "robust_error")]
     assert clean["measured"] == {"train": 25.0, "eval": 18.0} and clean["closest"] == "eval" and clean["within"], clean
     assert robust["closest"] == "train" and robust["within"], robust
-    assert main(["report", "--variants", "--out", str(tmp_path)]) == 0
+    assert main(["report", "--variants", "--out", str(tmp_path)]) == 3, "at smoke the comparison judges nothing"
     out = capsys.readouterr().out
     # The tolerance is the error model's for one run at the smoke budget's evaluation sizes.
     tolerance = metric_error(load_expected()["error_model"], load_expected()["table2"]["adv"], "clean_error",
@@ -287,7 +287,8 @@ def test_report_variants_compares_each_seed_asked_for(tmp_path, capsys):
     for seed in (1, 2):
         write_result(tmp_path / "smoke" / f"seed{seed}", "adv", 20.0 + seed, 60.0, {})
         write_result(tmp_path / "smoke+attack_bn=eval" / f"seed{seed}", "adv", 30.0 + seed, 70.0, {"attack_bn": "eval"})
-    assert main(["report", "--variants", "--seeds", "1", "2", "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    assert main(["report", "--variants", "--seeds", "1", "2", "--out", str(tmp_path), "--no-gate"]) == 0, \
+        capsys.readouterr().err
     written = sorted(p.name for p in (tmp_path / "smoke").glob("variants-seed*.md"))
     assert written == ["variants-seed1.md", "variants-seed2.md"], f"one comparison per seed asked for: {written}"
     second = (tmp_path / "smoke" / "variants-seed2.md").read_text()
@@ -325,3 +326,18 @@ def test_comparison_leaves_out_rows_the_reading_does_not_change(tmp_path):
     listed = {(e["choice"], e["row"]) for e in comparison_rows(load_expected(), tmp_path, SMOKE, 0)}
     assert ("attack_bn", "bn_only_params") not in listed, (
         f"attack_bn=eval leaves BN ONLY PARAMS as it was; showing it would read as 'measured to make no difference': {listed}")
+
+
+def test_a_degenerate_reading_is_shown_as_such_and_never_the_closest(tmp_path):
+    write_result(tmp_path / "smoke" / "seed0", "adv", 25.0, 60.0, {})  # paper: 17.67, 58.4
+    write_result(tmp_path / "smoke+attack_bn=eval" / "seed0", "adv", 18.0, 58.4, {"attack_bn": "eval"})
+    collapsed = tmp_path / "smoke+attack_bn=eval" / "seed0" / "adv" / "result.json"
+    record = json.loads(collapsed.read_text())
+    record["metrics"]["predicted_classes"] = {"clean_test": [SMOKE.n_test] + [0] * 9}  # one class, whatever it sees
+    collapsed.write_text(json.dumps(record))
+    robust = next(e for e in comparison_rows(load_expected(), tmp_path, SMOKE, 0)
+                  if e["choice"] == "attack_bn" and e["metric"] == "robust_error")
+    text = render_comparison(load_expected(), tmp_path, SMOKE, 0)
+    assert robust["closest"] == "train" and "58.40 degenerate (predicts class 0 for 100.0 % of images)" in text, (
+        f"the eval reading matches the paper's 58.4 on a model that answers one class: shown, never the closest: "
+        f"{robust['closest']}\n{text}")

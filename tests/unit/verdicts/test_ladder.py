@@ -57,10 +57,17 @@ def test_claims_whose_rows_are_all_absent_are_named_once_not_tabled():
     assert "adv_bn_only_no_meaningful_robustness (missing (adv_bn_only))" in text, "it is named as not judged"
 
 
-def test_the_claims_table_says_which_row_was_judged_at_an_earlier_point():
+def claim_cells(text: str, claim_id: str) -> list[str]:
+    """The epoch cells of one claim's row in a ladder page's claims table."""
+    row = next(line for line in text.splitlines() if line.startswith(f"| {claim_id} |"))
+    return [cell.strip() for cell in row.strip("|").split("|")][1:-1]
+
+
+def test_a_cell_taken_at_another_epoch_says_which_in_the_cell():
     text = render_ladder(EXPECTED, laddered(), {"adv": "ADV"}, "ladder")
-    assert "ADV at epoch 4 for epoch 8" in text, (
-        "a claim at epoch 8 read ADV's last point (epoch 4); the table must not let a reader think ADV ran 8")
+    cells = claim_cells(text, "adv_far_more_robust")  # reads ADV, whose ladder ends at epoch 4
+    assert cells[-1].endswith("(ADV at epoch 4)") and "epoch" not in cells[0], (
+        f"at epoch 8 the claim read ADV's last point (epoch 4), and the cell must say so; at epoch 1 nothing: {cells}")
 
 
 def test_repro_ladder_lists_and_draws_one_row_under_two_readings(tmp_path, capsys):

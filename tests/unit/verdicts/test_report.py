@@ -193,7 +193,7 @@ def write_runs(folder, results, checksum_status="verified"):
 
 def test_unverified_data_is_not_judged_against_table2(tmp_path):
     write_runs(tmp_path, records(), "unverified (x)")
-    text, _ = write_report(tmp_path, EXPECTED, PAPER)
+    text, _, _ = write_report(tmp_path, EXPECTED, PAPER)
     labels = tuple(row["label"] for row in EXPECTED["table2"].values())
     judged = [line for line in text.splitlines() if line.startswith(labels) and "consistent" in line]
     assert judged == [], f"Table 2 on data without verified checksums must be shown, not judged:\n{text}"
@@ -257,7 +257,7 @@ def three_seeds(tmp_path):
 
 
 def test_seed_report_shows_mean_and_sd_and_judges_with_measured_spread(three_seeds):
-    text, path = write_seed_report(three_seeds, [0, 1, 2], EXPECTED, PAPER)
+    text, path, _ = write_seed_report(three_seeds, [0, 1, 2], EXPECTED, PAPER)
     assert path == three_seeds / "report.md", f"the report over seeds lives in OUT/BUDGET: {path}"
     cells = markdown_row(path.read_text(), "NORMAL", "clean")
     tolerance, _ = tolerance_by_hand("normal", "clean_error", sd=1.0, k=3)  # measured SD of 3.11, 4.11, 5.11
@@ -266,7 +266,7 @@ def test_seed_report_shows_mean_and_sd_and_judges_with_measured_spread(three_see
 
 
 def test_seed_report_names_a_missing_seed_instead_of_averaging_fewer(three_seeds):
-    _, path = write_seed_report(three_seeds, [0, 1, 2], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(three_seeds, [0, 1, 2], EXPECTED, PAPER)
     markdown = path.read_text()
     cells = markdown_row(markdown, "ADV", "clean")
     assert cells[3] == "— (no seed 2)" and cells[-1] == "missing", f"ADV lacks seed 2: {cells}"
@@ -277,7 +277,7 @@ def test_seed_report_names_a_missing_seed_instead_of_averaging_fewer(three_seeds
 
 def test_seed_report_judges_claims_on_seed_means(three_seeds):
     results = records(seed=0)
-    _, path = write_seed_report(three_seeds, [0, 1], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(three_seeds, [0, 1], EXPECTED, PAPER)
     line = next(line for line in path.read_text().splitlines() if line.startswith("| adv_pays_clean_error |"))
     mean_normal = results["normal"]["metrics"]["clean_error"] - 0.5  # seeds 0 and 1: 3.11 and 4.11
     assert f"{mean_normal + 5:.3f}" in line, f"claims must read NORMAL's seed mean {mean_normal:.2f}: {line}"
@@ -332,7 +332,7 @@ def runs_section(markdown: str) -> list[str]:
 def test_a_fine_tuning_row_started_from_another_normal_of_the_same_inputs_is_flagged(tmp_path):
     write_hashed_runs(tmp_path, 0)
     write_hashed_runs(tmp_path, 1, started_from={"bn_params_log_conv1": "retrained-normal"})
-    _, path = write_seed_report(tmp_path, [0, 1], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(tmp_path, [0, 1], EXPECTED, PAPER)
     lines = runs_section(path.read_text())
     flagged = [line for line in lines if "NON-DETERMINISTIC" in line]
     assert len(flagged) == 1 and "seed1/normal/result.json" in flagged[0] and \
@@ -342,7 +342,7 @@ def test_a_fine_tuning_row_started_from_another_normal_of_the_same_inputs_is_fla
 def test_another_normal_on_other_hardware_is_said_not_flagged(tmp_path):
     write_hashed_runs(tmp_path, 0, started_from={"bn_params": "retrained-normal"},
                       hardware={"bn_params": {**HARDWARE, "cpu_capability": "AVX512"}})
-    _, path = write_seed_report(tmp_path, [0], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(tmp_path, [0], EXPECTED, PAPER)
     lines = runs_section(path.read_text())
     assert lines and not any("NON-DETERMINISTIC" in line for line in lines) and \
         any("seed0/bn_params/result.json" in line and "AVX512" in line for line in lines), \
@@ -351,12 +351,12 @@ def test_another_normal_on_other_hardware_is_said_not_flagged(tmp_path):
 
 def test_fine_tuning_rows_started_from_their_seeds_normal_need_no_line(tmp_path):
     write_hashed_runs(tmp_path, 0)
-    _, path = write_seed_report(tmp_path, [0], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(tmp_path, [0], EXPECTED, PAPER)
     assert runs_section(path.read_text()) == [], "every fine-tuning row started from the NORMAL recorded beside it"
 
 
 def test_records_without_hashes_are_said_to_be_incomparable(three_seeds):
-    _, path = write_seed_report(three_seeds, [0, 1], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(three_seeds, [0, 1], EXPECTED, PAPER)
     lines = runs_section(path.read_text())
     assert len(lines) == 1 and "cannot be compared" in lines[0], f"older records lack the hashes; one line says so: {lines}"
 
@@ -391,7 +391,7 @@ def test_claims_section_opens_with_what_was_judged_at_this_budget_and_lists_thos
 
 def test_claims_summary_counts_a_failed_claim():
     broken = smoke_records()
-    broken["normal"]["metrics"]["clean_error"] = 90.0  # normal_learns (smoke) fails
+    broken["normal"]["metrics"]["clean_error"] = 60.0  # normal_learns (smoke) fails; 60 % is far from chance
     summary = next(line for line in terminal(broken, "smoke") if line.startswith("claims:"))
     assert summary.startswith("claims: 3 judged at smoke: 2 hold, 1 FAIL;"), f"the failed claim is not counted: {summary}"
 
@@ -426,7 +426,7 @@ def write_mode_runs(folder, modes: dict, selfcheck: dict | None):
 
 def test_a_selfcheck_approved_mode_is_judged_against_table2(tmp_path):
     write_mode_runs(tmp_path, {"compile": True}, selfcheck={"mode": "compiled", "compile": True})
-    text, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, compile=True))
+    text, _, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, compile=True))
     summary = next(line for line in text.splitlines() if line.startswith("Table 2:"))
     assert summary.startswith("Table 2: 22 metrics judged at paper:"), \
         f"a mode a selfcheck approved is the protocol run faster, and judged: {summary}"
@@ -434,7 +434,7 @@ def test_a_selfcheck_approved_mode_is_judged_against_table2(tmp_path):
 
 def test_a_mode_no_selfcheck_approved_is_not_judged(tmp_path):
     write_mode_runs(tmp_path, {"bf16": True}, selfcheck=None)
-    text, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, bf16=True))
+    text, _, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, bf16=True))
     summary = next(line for line in text.splitlines() if line.startswith("Table 2:"))
     assert "not judged" in summary and "bf16 not approved by a selfcheck" in summary, summary
 

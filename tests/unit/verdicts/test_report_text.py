@@ -8,6 +8,7 @@ read verdicts, not the words, numbers and layout around them). Records are built
 import copy
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -46,7 +47,7 @@ def three_seed_markdown(folder):
     """report.md over seeds 0-2 at the paper budget (OUT/BUDGET/report.md)."""
     for seed in (0, 1, 2):
         write_runs(folder / f"seed{seed}", records(seed=seed))
-    _, path = write_seed_report(folder, [0, 1, 2], paper_inseparable(), PAPER)
+    _, path, _ = write_seed_report(folder, [0, 1, 2], paper_inseparable(), PAPER)
     return path.read_text()
 
 
@@ -152,7 +153,7 @@ def test_provenance_lists_every_seed_device_commit_version_data_and_reading():
     for config_id in ("adv", "bn_params"):
         results[config_id].update(seed=1, provenance=other, variants={"attack_bn": "eval"})
     results["normal"]["provenance"] = {**PROVENANCE, "versions": {"torch": "2.3.0", "numpy": "1.26"}}
-    lines = render_terminal(EXPECTED, results, "smoke").splitlines()[:7]
+    lines = render_terminal(EXPECTED, results, "smoke").splitlines()[2:9]
     assert lines == [
         "budget: paper (width 64, dataset cifar10)",
         "seeds: 0, 1",
@@ -166,7 +167,7 @@ def test_provenance_lists_every_seed_device_commit_version_data_and_reading():
 
 
 def test_a_run_folder_with_one_result_shows_its_provenance():
-    lines = render_terminal(EXPECTED, {"normal": records()["normal"]}, "smoke").splitlines()
+    lines = render_terminal(EXPECTED, {"normal": records()["normal"]}, "smoke").splitlines()[2:]
     assert lines[:2] == ["budget: paper (width 64, dataset cifar10)", "seeds: 0"], \
         f"a folder where only NORMAL has finished must still be reported with its provenance: {lines[:2]}"
 
@@ -178,10 +179,10 @@ def test_provenance_lines_take_results_by_id_or_as_a_list():
 
 
 def test_an_empty_run_folder_is_reported_without_results(tmp_path):
-    text, path = write_report(tmp_path, EXPECTED, PAPER)
+    text, path, _ = write_report(tmp_path, EXPECTED, PAPER)
     markdown = path.read_text()
-    assert text.splitlines()[0] == "no results found" and "- no results found" in markdown.splitlines(), (
-        f"a folder without result.json must say it found none: {text.splitlines()[0]!r}")
+    assert text.splitlines()[2] == "no results found" and "- no results found" in markdown.splitlines(), (
+        f"a folder without result.json must say it found none: {text.splitlines()[2]!r}")
     assert next(line for line in text.splitlines() if line.startswith("Table 2:")) == \
         "Table 2: 0 metrics judged at paper: 0 consistent with the paper, 0 inconsistent (22 missing)", \
         "every Table 2 metric of an empty folder is missing"
@@ -210,7 +211,7 @@ def adv_in_seed0_only(tmp_path):
 
 
 def test_a_row_lacking_several_seeds_names_them_all(adv_in_seed0_only):
-    _, path = write_seed_report(adv_in_seed0_only, [0, 1, 2], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(adv_in_seed0_only, [0, 1, 2], EXPECTED, PAPER)
     markdown = path.read_text()
     assert "- adv: no result for seed 1, 2" in markdown.splitlines(), "the header must list both seeds ADV lacks"
     assert markdown_row(markdown, "ADV", "clean")[3] == "— (no seed 1, 2)", "ADV's measured cell must name seeds 1 and 2"
@@ -221,7 +222,7 @@ def test_a_row_never_run_is_said_to_have_no_result_not_to_lack_seeds(tmp_path):
         results = records(seed=seed)
         del results["adv"]
         write_runs(tmp_path / f"seed{seed}", results)
-    _, path = write_seed_report(tmp_path, [0, 1], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(tmp_path, [0, 1], EXPECTED, PAPER)
     lines = path.read_text().splitlines()
     assert not any(line.startswith("- adv:") for line in lines), "the header lists rows lacking some seeds, not rows never run"
     claim = next(line for line in lines if line.startswith("| adv_far_more_robust |"))
@@ -237,7 +238,7 @@ def test_a_run_folder_of_another_seed_reports_that_seed(render, tmp_path):
         text = render_terminal(EXPECTED, results, "paper")
     else:
         write_runs(tmp_path, results)
-        text, _ = write_report(tmp_path, EXPECTED, PAPER)
+        text, _, _ = write_report(tmp_path, EXPECTED, PAPER)
     assert "seeds: 3" in text and "Table 2: 22 metrics judged at paper: 22 consistent" in text, (
         f"a seed-3 run folder must be reported as seed 3 with its results, not as a missing seed 0:\n{text[:600]}")
 
@@ -250,7 +251,7 @@ def test_written_reports_leave_out_rows_evaluated_under_other_settings(write, tm
     other = json.loads(adv.read_text())
     other["budget"]["n_robust"] //= 2
     adv.write_text(json.dumps(other))
-    _, path = (write_seed_report(tmp_path, [0], EXPECTED, PAPER) if write == "write_seed_report"
+    _, path, _ = (write_seed_report(tmp_path, [0], EXPECTED, PAPER) if write == "write_seed_report"
                else write_report(tmp_path, EXPECTED, PAPER))
     assert markdown_row(path.read_text(), "ADV", "clean")[-1] == "missing", \
         "ADV evaluated on half the robust images is another protocol: the report must leave it out, not judge it"
@@ -266,13 +267,16 @@ def test_a_record_without_a_budget_is_left_out_of_a_budgeted_report(tmp_path):
 @pytest.mark.parametrize("write", ["write_report", "write_seed_report"])
 def test_written_reports_judge_at_the_budget_they_are_given(write, tmp_path):
     write_runs(tmp_path / "seed0" if write == "write_seed_report" else tmp_path, records())
-    text, _ = (write_seed_report(tmp_path, [0], EXPECTED, PAPER) if write == "write_seed_report"
+    text, _, _ = (write_seed_report(tmp_path, [0], EXPECTED, PAPER) if write == "write_seed_report"
                else write_report(tmp_path, EXPECTED, PAPER))
     lines = text.splitlines()
-    judged = len([c for c in EXPECTED["claims"] if "paper" in c["budgets"]])
-    assert any(line.startswith("Table 2: 22 metrics judged at paper:") for line in lines) and \
-        any(line.startswith(f"claims: {judged} judged at paper:") for line in lines), \
-        f"a report written for the paper budget must judge Table 2 and the claims at it:\n{text[-400:]}"
+    at_paper = len([c for c in EXPECTED["claims"] if "paper" in c["budgets"]])
+    claims = next(line for line in lines if line.startswith("claims: "))
+    counted = re.match(r"claims: (\d+) judged at paper: .*; (\d+) not judged \(", claims)
+    assert any(line.startswith("Table 2: 22 metrics judged at paper:") for line in lines) and counted and \
+        sum(map(int, counted.groups())) == at_paper, (
+            f"a report written for the paper budget must judge Table 2 and its {at_paper} claims at it (judged or "
+            f"not judged for missing inputs):\n{claims}")
 
 
 @pytest.mark.parametrize("status, modes, judged_at", [
@@ -286,7 +290,7 @@ def test_table2_summary_says_why_it_is_not_judged(status, modes, judged_at, tmp_
         record["provenance"] = {**PROVENANCE, "data": {**PROVENANCE["data"], "checksum_status": status}}
         (tmp_path / config_id).mkdir()
         (tmp_path / config_id / "result.json").write_text(json.dumps(record))
-    text, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, **modes))
+    text, _, _ = write_report(tmp_path, EXPECTED, dataclasses.replace(PAPER, **modes))
     summary = next(line for line in text.splitlines() if line.startswith("Table 2:"))
     assert summary == f"Table 2: 22 metrics shown, not judged at {judged_at} (judged at paper only)", (
         f"Table 2's summary must give every reason it is not judged: {summary}")
@@ -297,7 +301,7 @@ def test_write_report_shows_the_run_folders_figures(tmp_path):
     (tmp_path / "figures").mkdir()
     for name in ("figure1.png", "figure3.png", "notes.txt"):
         (tmp_path / "figures" / name).write_bytes(b"")
-    _, path = write_report(tmp_path, EXPECTED, PAPER)
+    _, path, _ = write_report(tmp_path, EXPECTED, PAPER)
     lines = path.read_text().splitlines()
     shown = lines[lines.index("## Figures") + 2:] if "## Figures" in lines else []
     assert shown == ["![figure1](figures/figure1.png)", "![figure3](figures/figure3.png)"], \
@@ -323,8 +327,9 @@ def test_claims_summary_counts_claims_missing_inputs():
     n = {v: verdicts.count(v) for v in ("pass", "FAIL", "missing")}
     assert n["missing"] and not n["FAIL"], f"precondition: some claims lack inputs (old records), none fails: {n}"
     summary = next(line for line in terminal(results, "paper") if line.startswith("claims:"))
-    assert summary == f"claims: {len(verdicts)} judged at paper: {n['pass']} hold, {n['missing']} missing inputs", (
-        f"claims missing inputs are judged at this budget and counted apart from those that hold: {summary}")
+    assert summary == (f"claims: {n['pass']} judged at paper: {n['pass']} hold; {n['missing']} not judged "
+                       f"({n['missing']} missing inputs)"), (
+        f"claims missing inputs are not judged: counted apart from those judged, never as judged: {summary}")
 
 
 # --- the terminal report ----------------------------------------------------------------------------
@@ -333,7 +338,7 @@ def test_terminal_sections_open_after_a_blank_line():
     lines = terminal(smoke_records(), "smoke")
     opened = [lines[i + 1] for i, line in enumerate(lines) if line == ""]
     assert [line.split(":")[0] for line in opened] == [
-        "Table 2", "runs of one row and seed (NORMAL beside the NORMAL each fine-tuning row started from)", "claims",
+        "budget", "Table 2", "runs of one row and seed (NORMAL beside the NORMAL each fine-tuning row started from)", "claims",
         "judged at other budgets, for information (n/a at smoke)", "where each row was heading (learning curve, last interval)",
         "in short"], f"each section must open, after one blank line, with the words that say what it lists: {opened}"
     assert "" not in opened, "one blank line between sections, never two"
@@ -401,7 +406,7 @@ def test_learning_curves_over_seeds_average_the_seeds_and_pool_their_images(tmp_
         if seed == 1:
             del results["adv"]
         write_runs(tmp_path / f"seed{seed}", results)
-    _, path = write_seed_report(tmp_path, [0, 1], EXPECTED, PAPER)
+    _, path, _ = write_seed_report(tmp_path, [0, 1], EXPECTED, PAPER)
     lines = trend_lines(path.read_text())
     none = "no learning curve (a run that predates curves, or a curve of one point)"
     expected = {"NORMAL": "PGD error on the curve's slice 92.0 -> 75.0 % over the last 1 epoch: still falling by 17.0 "
