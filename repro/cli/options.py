@@ -50,6 +50,14 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
+def add_paired_option(parser: argparse.ArgumentParser) -> None:
+    """--paired-normal on a command that trains: fine-tune in a mode from the fp32 NORMAL."""
+    parser.add_argument("--paired-normal", action="store_true",
+                        help="with an acceleration mode (--selfcheck, --set bf16=true): fine-tuning rows start from "
+                             "the NORMAL trained without it (OUT/BUDGET/seedS/normal, trained there if missing), so "
+                             "they pair with fp32 rows from the same weights")
+
+
 def add_gate_option(parser: argparse.ArgumentParser) -> None:
     """--no-gate on a command that judges: print and record the verdicts, exit 0 whatever they say."""
     parser.add_argument("--no-gate", action="store_true",
@@ -83,6 +91,7 @@ def settings_from(args) -> RunSettings:
         allow_unverified_data=args.allow_unverified_data, resume=args.resume, restart=args.restart,
         variants=parse_variants(args.variant),
         selfcheck=applied,
+        paired_normal=getattr(args, "paired_normal", False),
     )
 
 

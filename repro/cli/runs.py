@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from repro.cli.options import add_gate_option, check_affordable, check_inputs, over_seeds, seeds_of, settings_from
+from repro.cli.options import add_gate_option, add_paired_option, check_affordable, check_inputs, over_seeds, seeds_of, settings_from
 from repro.paper.budgets import BUDGETS
 from repro.paper.configs import CONFIGURATIONS, get_configuration
 from repro.paper.expected import load_expected
@@ -29,14 +29,17 @@ def add_commands(sub, common) -> None:
     sub.add_parser("list", help="the configurations, their paper labels and Table 1 flags").set_defaults(func=cmd_list)
     p = sub.add_parser("train", parents=[common], help="train configurations (NORMAL first where needed)")
     p.add_argument("configs", nargs="+", metavar="ID")
+    add_paired_option(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", parents=[common], help="evaluate trained configurations")
     p.add_argument("configs", nargs="+", metavar="ID")
+    add_paired_option(p)
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("reproduce", parents=[common], help="train and evaluate everything; print Table 2",
                        epilog=EXIT_CODES_TEXT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", metavar="ID", help="a subset of configurations (default: all)")
     add_gate_option(p)
+    add_paired_option(p)
     p.set_defaults(func=cmd_reproduce)
 
 

@@ -135,6 +135,13 @@ class Budget:
         """
         return {name: getattr(self, name) for name in TRAINING_FIELDS}
 
+    def training_fields_of(self, config) -> dict:
+        """The training fields `config`'s own training reads (ROW_TRAINING_FIELDS): its checkpoint is
+        reusable iff they match, so NORMAL and the rows trained from scratch survive a change of the
+        fine-tuning rate or epochs, and a fine-tuning row survives a change of NORMAL's schedule only
+        while NORMAL's weights are the same (the starting fingerprint checks that)."""
+        return {name: getattr(self, name) for name in row_training_fields(config)}
+
     @property
     def modified(self) -> bool:
         """Whether `--set` overrides made this budget differ from the registered one of its name."""
@@ -246,6 +253,22 @@ TRAINING_FIELDS = (
     "lr", "lr_finetune", "momentum", "weight_decay", "nesterov", "schedule", "train_attack_steps",
     "train_attack_step_size", "epsilon", "bf16",
 )
+# What every row's training reads, and what each kind of row adds (row_training_fields).
+SHARED_TRAINING_FIELDS = ("dataset", "n_train", "width", "batch_size", "momentum", "weight_decay", "nesterov",
+                          "schedule", "bf16")
+ATTACK_TRAINING_FIELDS = ("train_attack_steps", "train_attack_step_size", "epsilon")
+
+
+def row_training_fields(config) -> tuple[str, ...]:
+    """The training fields a configuration's training reads: the shared ones, its epochs and rate (from
+    scratch: epochs_clean or epochs_adversarial and lr; fine-tuned: epochs_finetune and lr_finetune), and
+    the training attack's where it trains on PGD examples."""
+    if config.init == FROM_NORMAL:
+        own = ("epochs_finetune", "lr_finetune")
+    else:
+        own = ("epochs_clean" if config.objective == CLEAN else "epochs_adversarial", "lr")
+    attack = ATTACK_TRAINING_FIELDS if config.objective != CLEAN else ()
+    return SHARED_TRAINING_FIELDS + own + attack
 
 PAPER = Budget(
     name="paper",

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
-from repro.paper.budgets import Budget
+from repro.paper.budgets import ACCELERATION_FIELDS, BUDGETS, Budget
 from repro.runs.checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_json, run_lock, state_digest,
                                    state_fingerprint)
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, LAST_EPOCH, NORMAL, Configuration
@@ -51,6 +51,9 @@ class RunSettings:
     restart: bool = False
     variants: dict[str, str] = field(default_factory=dict)  # non-default readings {choice: reading}
     selfcheck: dict | None = None  # what a passing selfcheck switched on (acceleration.apply_selfcheck)
+    # Fine-tuning rows start from the NORMAL trained without the acceleration modes (OUT/BUDGET/seedS/normal),
+    # so rows fine-tuned in a mode pair with fp32 rows from the same starting weights (verdicts/mode_rule.py).
+    paired_normal: bool = False
 
 
 def load_data(settings: RunSettings) -> Dataset:
@@ -87,6 +90,7 @@ class Pipeline:
         self.trained_here: list[str] = []  # configurations this process trained (not loaded)
         self.evaluated_here: list[str] = []  # configurations this process evaluated (not reused)
         self._hashes: dict[str, str] | None = None
+        self._unaccelerated: Pipeline | None = None  # this run without acceleration modes (paired_normal)
 
     @property
     def data(self) -> Dataset:
@@ -127,7 +131,7 @@ class Pipeline:
                 self._restarted.add(config.id)
             initial = fingerprint = None
             if config.init == FROM_NORMAL:
-                initial, _ = self.trained_model(NORMAL)
+                initial, _ = self.starting_normal()
                 fingerprint = state_fingerprint(initial.state_dict())
             self._adopt_default_run(config, folder, fingerprint)
             if not is_complete(folder, config, s.budget, s.seed, initial_fingerprint=fingerprint):
@@ -141,25 +145,49 @@ class Pipeline:
             model, seconds = load_trained_model(folder, config, s.budget, s.seed)
         return model.to(s.device), seconds
 
+    def _fp32(self) -> "Pipeline":
+        """This run without its acceleration modes (and selfcheck): where a paired run's NORMAL lives."""
+        if self._unaccelerated is None:
+            s = self.settings
+            registered = BUDGETS.get(s.budget.name)
+            defaults = {f.name: f.default for f in fields(Budget) if f.name in ACCELERATION_FIELDS}
+            plain = replace(s.budget, **{k: getattr(registered, k) if registered else defaults[k] for k in s.budget.modes})
+            self._unaccelerated = Pipeline(replace(s, budget=plain, selfcheck=None, paired_normal=False), self.reporter)
+            self._unaccelerated._data = self.data  # one copy of the data in memory
+        return self._unaccelerated
+
+    def starting_normal(self) -> tuple[ResNet20, float]:
+        """The NORMAL a fine-tuning row starts from: this run's, or under paired_normal the one trained
+        without acceleration modes (trained there first if missing)."""
+        if self.settings.paired_normal and self.settings.budget.modes:
+            model, seconds = self._fp32().trained_model(NORMAL)
+            return model.to(self.settings.device), seconds
+        return self.trained_model(NORMAL)
+
     def _adopt_default_run(self, config: Configuration, folder: Path, fingerprint: str | None) -> None:
-        """Copy the default readings' finished checkpoint of a row the readings leave unchanged.
+        """Copy a finished checkpoint of this row trained under the same inputs in another folder.
 
         NORMAL takes hours at the paper budget; a reading that does not change it (say of BN ONLY
-        PARAMS) must not retrain it. Copied only when the checkpoint passes the checks one trained
-        here must pass: its identity (budget, seed, and the configuration's changes: none for the
-        default run, so a row the readings change never matches) and the starting NORMAL's weights.
+        PARAMS), or an override of a field it does not read (the fine-tuning rate), must not retrain
+        it. Looked for in this budget's default-readings folder, then the registered budget's. Copied
+        only when the checkpoint passes the checks one trained here must pass: its identity (the
+        training fields the row reads, seed, and the configuration's changes: none for the default
+        run, so a row the readings change never matches) and the starting NORMAL's weights.
         """
         s = self.settings
-        default = Path(s.out) / s.budget.run_name / f"seed{s.seed}" / config.id / CHECKPOINT_NAME
         target = folder / CHECKPOINT_NAME
-        if target.exists() or default == target or not default.exists():
+        names = dict.fromkeys([s.budget.run_name] + ([s.budget.name] if s.budget.name in BUDGETS else []))
+        for name in names:
+            default = Path(s.out) / name / f"seed{s.seed}" / config.id / CHECKPOINT_NAME
+            if target.exists() or default == target or not default.exists():
+                continue
+            try:
+                if not is_complete(default.parent, config, s.budget, s.seed, initial_fingerprint=fingerprint):
+                    continue
+            except CheckpointError:
+                continue  # another NORMAL, other inputs: train here instead
+            atomic_write_bytes(target, default.read_bytes())
             return
-        try:
-            if not is_complete(default.parent, config, s.budget, s.seed, initial_fingerprint=fingerprint):
-                return
-        except CheckpointError:
-            return  # another NORMAL, another code version: train here instead
-        atomic_write_bytes(target, default.read_bytes())
 
     def result(self, config: Configuration, reuse: bool = True) -> dict:
         """Train (if needed) and evaluate `config`; writes and returns its result record.
@@ -168,6 +196,10 @@ class Pipeline:
         pytest-xdist worker) waits and reuses this record instead of evaluating it again.
         """
         config = self.configuration(config)
+        if config.id == NORMAL.id and self.settings.paired_normal and self.settings.budget.modes:
+            record = self._fp32().result(config, reuse)  # the NORMAL the rows started from, beside them
+            atomic_write_json(self.folder(config) / RESULT_NAME, record)
+            return record
         with run_lock(self.folder(config), name=".result.lock"):
             return self._result(config, reuse)
 
@@ -244,7 +276,7 @@ class Pipeline:
         """{"initial_weights_sha256": the starting NORMAL's weights} for a fine-tuning row, else {}."""
         if config.init != FROM_NORMAL:
             return {}
-        initial, _ = self.trained_model(NORMAL)
+        initial, _ = self.starting_normal()
         return {"initial_weights_sha256": state_digest(initial.state_dict())}
 
     def _identity(self, config: Configuration, model: ResNet20) -> dict:

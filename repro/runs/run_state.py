@@ -3,7 +3,7 @@
 Every epoch ends in an atomic checkpoint holding model, optimiser, schedule and RNG states, and long
 epochs are also checkpointed every few minutes (with the epoch's shuffle order and the step reached),
 so an interrupted run resumed from it ends with the same weights as one that was never interrupted.
-A checkpoint records the run's identity (configuration, budget's training fields, seed, readings), and
+A checkpoint records the run's identity (configuration, the training fields it reads, seed, readings), and
 is reused or resumed only by a run of that identity.
 """
 
@@ -26,13 +26,37 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def run_identity(config: Configuration, budget: Budget, seed: int) -> dict:
-    """What a checkpoint must match to be resumed or reused.
+    """What a checkpoint records of its run, and must match to be resumed or reused.
 
-    "config_changes" tells readings of the open choices apart (None for the registry's rows, which
-    is also what checkpoints written before it existed give).
+    "budget" holds the training fields this row reads (Budget.training_fields_of): a change of a field
+    it does not read (NORMAL and the fine-tuning rate) leaves its checkpoint reusable. "config_changes"
+    tells readings of the open choices apart (None for the registry's rows, which is also what
+    checkpoints written before it existed give).
     """
-    return {"config_id": config.id, "budget": budget.training_fields(), "seed": seed,
+    return {"config_id": config.id, "budget": budget.training_fields_of(config), "seed": seed,
             "config_changes": config_changes(config)}
+
+
+def load_run(path: Path, config: Configuration, budget: Budget, seed: int, **expect) -> dict:
+    """The checkpoint at `path`, checked against the run's identity (and `expect`); CheckpointError otherwise."""
+    return load_identified(path, {**run_identity(config, budget, seed), **expect})
+
+
+def load_identified(path: Path, identity: dict) -> dict:
+    """The checkpoint at `path` if it records `identity` (run_identity): the budget compared on the fields
+    `identity` holds only, so a checkpoint that recorded every training field (as earlier versions wrote)
+    is still this row's when those fields match; CheckpointError naming the fields otherwise."""
+    identity = dict(identity)
+    wanted = identity.pop("budget")
+    state = load_checkpoint(path, expect=identity)
+    recorded = state.get("budget") if isinstance(state.get("budget"), dict) else {}
+    differing = [k for k in wanted if recorded.get(k) != wanted[k]]
+    if differing:
+        raise CheckpointError(
+            f"checkpoint {path} was trained under other budget fields ("
+            + ", ".join(f"{k} {recorded.get(k)!r}, not {wanted[k]!r}" for k in differing)
+            + "); use another --out folder or delete the file")
+    return state
 
 
 def is_complete(folder: Path, config: Configuration, budget: Budget, seed: int,
@@ -45,7 +69,7 @@ def is_complete(folder: Path, config: Configuration, budget: Budget, seed: int,
     path = Path(folder) / CHECKPOINT_NAME
     if not path.exists():
         return False
-    state = load_checkpoint(path, expect=run_identity(config, budget, seed))
+    state = load_run(path, config, budget, seed)
     if initial_fingerprint is not None and state.get("initial_fingerprint") != initial_fingerprint:
         raise CheckpointError(
             f"{path} was fine-tuned from another NORMAL model than the one in the run folder now "
@@ -62,7 +86,7 @@ def load_trained_model(folder: Path, config: Configuration, budget: Budget, seed
     path = Path(folder) / CHECKPOINT_NAME
     if not path.exists():
         raise CheckpointError(f"no trained {config.id} model in {folder}; run `repro train {config.id}` first")
-    state = load_checkpoint(path, expect=run_identity(config, budget, seed))
+    state = load_run(path, config, budget, seed)
     if state["epoch"] != state["epochs"]:
         raise CheckpointError(
             f"{path} holds an unfinished run ({state['epoch']}/{state['epochs']} epochs); "
@@ -90,7 +114,7 @@ def load_snapshot(folder: Path, config: Configuration, budget: Budget, seed: int
     path = snapshot_path(folder, epoch)
     if not path.exists():
         return None
-    state = load_checkpoint(path, expect={**run_identity(config, budget, seed), "epoch": epoch})
+    state = load_run(path, config, budget, seed, epoch=epoch)
     model = ResNet20(budget.width)
     model.load_state_dict(state["model"])
     return model.eval()
@@ -143,7 +167,7 @@ class RunState:
 
     def resume(self, device: torch.device | str) -> None:
         """Restore model, optimiser, schedule, RNG states and progress from the checkpoint at `path`."""
-        state = load_checkpoint(self.path, expect=self.identity)
+        state = load_identified(self.path, self.identity)
         self.model.load_state_dict(state["model"])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
