@@ -279,6 +279,10 @@ CHOICES: dict[str, Choice] = {c.id: c for c in (
                     "cifar_cpu with finetune_epochs=8 (seed 0, results/cifar_cpu/ladder): BN PARAMS' APGD-CE error "
                     "84.1 -> 83.3 -> 79.1 -> 78.0 % after 1, 2, 4, 8 epochs (lr 0.01: 94.0 -> 88.4)",
                     changes=_each(FINE_TUNED_PARAMETER_ROWS, lr=0.1)),
+            Reading("0.05", "0.05, decaying as the budget's schedule says",
+                    "the rate of the same group's public adversarial-training code (davidstutz/robust-generalization-"
+                    "flatness, experiments/iccv/common.py: SGD at lr 0.05 with Nesterov momentum, batch 128)",
+                    changes=_each(FINE_TUNED_PARAMETER_ROWS, lr=0.05)),
         ),
         rows=FINE_TUNED_PARAMETER_ROWS,
     ),
