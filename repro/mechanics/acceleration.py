@@ -131,12 +131,27 @@ def unwrap(net: nn.Module) -> nn.Module:
 ARITHMETIC_SWITCHES = ("bf16", "compile")  # the modes' parts that change what is computed (channels_last: layout)
 
 
+def refusals(record: dict) -> dict[str, dict[str, dict]]:
+    """{budget: {switch: {"budget", "reason", "comparison"}}}: every refusal a selfcheck `record` holds.
+
+    A refusal is one budget's and one switch's, so refusing a switch at one budget leaves its refusal
+    at another standing. A record of the first format ({switch: {"budget", ...}}, one budget per
+    switch) reads as the same refusals keyed by their budget.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for key, value in record.get("refused", {}).items():
+        if isinstance(value.get("budget"), str):  # first format: key is the switch
+            out.setdefault(value["budget"], {})[key] = value
+        else:
+            out.setdefault(key, {}).update(value)
+    return out
+
+
 def refused_switches(record: dict, budget_name: str | None) -> dict[str, str]:
     """{switch: why} for the arithmetic switches a selfcheck `record` refuses at `budget_name`: a
     comparison of all rows in a mode with the fp32 evidence found a number moved beyond noise
     (issue 28; written by `repro compare --refuse-into`)."""
-    return {switch: refusal["reason"] for switch, refusal in record.get("refused", {}).items()
-            if refusal.get("budget") == budget_name}
+    return {switch: refusal["reason"] for switch, refusal in refusals(record).get(budget_name, {}).items()}
 
 
 def approved_mode(record: dict, budget_name: str | None = None) -> str:

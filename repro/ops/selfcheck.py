@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from repro.mechanics.acceleration import COMPILE_BACKEND, approved_mode
+from repro.mechanics.acceleration import COMPILE_BACKEND, approved_mode, refusals
 from repro.ops.attack_check import attack_strength, determinism
 from repro.ops.modes import CPU_COMPILE_BACKEND, FP32, Sizes, default_sizes, modes_for
 from repro.ops.projection import projection
@@ -83,6 +83,14 @@ def _cell(value: dict) -> str:
     return f"{value['images_per_second']:20.1f}" if "images_per_second" in value else f"{'skipped':>20}"
 
 
+def refusal_lines(record: dict) -> list[str]:
+    """One line per budget and switch the record refuses (`repro compare --refuse-into`), with the mode
+    approved at that budget."""
+    return [f"refused at {budget}: {switch} ({refused['reason']}; {refused['comparison']}); "
+            f"approved there: {approved_mode(record, budget)}"
+            for budget, switches in refusals(record).items() for switch, refused in switches.items()]
+
+
 def render(record: dict) -> str:
     """The short table printed by `repro selfcheck`."""
     env, sizes = record["environment"], record["sizes"]
@@ -109,9 +117,7 @@ def render(record: dict) -> str:
                  if "pgd_error" in errors else f"  skipped: {errors['skipped']}")
         lines.append(f"  {mode:<20}{cells}  {'(reference)' if mode == modes[0] else record['passes'][mode]}")
     lines.append(f"approved: {record['approved']} (the fastest mode that passed; rule: {strength['rule']})")
-    for switch, refused in record.get("refused", {}).items():
-        lines.append(f"refused at {refused['budget']}: {switch} ({refused['reason']}; {refused['comparison']}); "
-                     f"approved there: {approved_mode(record, refused['budget'])}")
+    lines += refusal_lines(record)
     det = record["determinism"]
     lines.append(f"determinism: {det['steps']} steps twice: identical {det['identical']} "
                  f"(max |difference| {det['max_abs_difference']:.3g})")

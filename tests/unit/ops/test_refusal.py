@@ -5,8 +5,11 @@ import copy
 import json
 
 from repro.cli.main import main
-from repro.mechanics.acceleration import apply_selfcheck, approved_mode
+from repro.mechanics.acceleration import apply_selfcheck, approved_mode, refused_switches
+from repro.ops.refusal import refusal, refuse_into
 from repro.paper.budgets import CIFAR_CPU
+from repro.paper.expected import load_expected
+from repro.verdicts.agreement import agreement
 from tests.unit.ops.test_selfcheck import CPU_RATES, modes_record
 from tests.unit.verdicts.test_report import records
 
@@ -56,3 +59,89 @@ def test_rows_within_the_band_refuse_nothing(tmp_path, capsys):
     path = selfcheck_file(tmp_path)
     assert main(["compare", *folders(tmp_path, moved=0.5), "--refuse-into", str(path)]) == 0, "all within"
     assert "refused" not in json.loads(path.read_text()), "nothing moved beyond noise: nothing refused"
+
+
+def refused_entry(budget: str, reason: str = "bf16 moved a metric") -> dict:
+    """What refusal() returns for bf16 at `budget`."""
+    return {"bf16": {"budget": budget, "reason": reason, "comparison": "compare.md"}}
+
+
+def test_a_refusal_at_another_budget_keeps_the_first(tmp_path):
+    path = selfcheck_file(tmp_path)
+    refuse_into(path, refused_entry("cifar_cpu"))
+    refuse_into(path, refused_entry("paper"))
+    record = json.loads(path.read_text())
+    assert approved_mode(record, "cifar_cpu") == "channels_last" and approved_mode(record, "paper") == "channels_last", (
+        f"bf16 refused at cifar_cpu, then at paper: both refusals hold, the second must not re-approve the first: "
+        f"{record['refused']}")
+
+
+def test_a_refusal_of_the_first_format_is_still_read(tmp_path):
+    record = modes_record(CPU_RATES, ALL_PASS, backend="eager")
+    record["refused"] = refused_entry("cifar_cpu")  # {switch: {budget, reason, comparison}}
+    assert refused_switches(record, "cifar_cpu") == {"bf16": "bf16 moved a metric"}, (
+        f"a selfcheck.json written before refusals were keyed by budget still refuses bf16 at cifar_cpu: "
+        f"{refused_switches(record, 'cifar_cpu')}")
+    assert refused_switches(record, "paper") == {}, "that refusal holds at cifar_cpu only"
+
+
+def test_adding_a_refusal_to_the_first_format_keeps_the_old_one(tmp_path):
+    record = modes_record(CPU_RATES, ALL_PASS, backend="eager")
+    record["refused"] = refused_entry("cifar_cpu")
+    path = tmp_path / "selfcheck.json"
+    path.write_text(json.dumps(record))
+    refuse_into(path, {"compile": {"budget": "paper", "reason": "compile moved a metric", "comparison": "c.md"}})
+    kept = json.loads(path.read_text())
+    assert refused_switches(kept, "cifar_cpu") == {"bf16": "bf16 moved a metric"} \
+        and refused_switches(kept, "paper") == {"compile": "compile moved a metric"}, (
+            f"the old refusal at cifar_cpu and the new one at paper both hold: {kept['refused']}")
+
+
+def with_hardware(rows: dict, cpu_capability: str | None) -> dict:
+    """`rows` with every record's provenance.hardware on a CPU of `cpu_capability` (None: not recorded)."""
+    out = copy.deepcopy(rows)
+    for record in out.values():
+        record["provenance"] = {k: v for k, v in record["provenance"].items() if k != "hardware"}
+        if cpu_capability is not None:
+            record["provenance"]["hardware"] = {"cpu_model": "Test CPU", "cpu_capability": cpu_capability,
+                                                "torch_threads": 2}
+    return out
+
+
+def bf16_rows(moved: float) -> tuple[dict, dict]:
+    """fp32 evidence and the same rows in bf16, BN PARAMS' clean error moved by `moved`."""
+    fp32 = records()
+    fast = copy.deepcopy(fp32)
+    fast["bn_params"]["metrics"]["clean_error"] += moved
+    for record in fast.values():
+        record["provenance"] = {**record["provenance"], "selfcheck": {"mode": "bf16", "bf16": True, "compile": False}}
+    return fp32, fast
+
+
+def test_the_refusal_names_the_hardware_of_both_sides():
+    fp32, fast = bf16_rows(moved=20.0)
+    fp32, fast = with_hardware(fp32, "AVX2"), with_hardware(fast, "AVX512")
+    entries = agreement(fp32, fast, load_expected())
+    reason = refusal(entries, fast, "compare.md", reference=fp32)["bf16"]["reason"]
+    assert "Test CPU | AVX2 | 2" in reason and "Test CPU | AVX512 | 2" in reason, (
+        f"a move between runs on other hardware must say so, not blame the switch silently: {reason}")
+
+
+def test_the_refusal_says_when_the_hardware_was_not_recorded():
+    fp32, fast = bf16_rows(moved=20.0)
+    fp32, fast = with_hardware(fp32, None), with_hardware(fast, "AVX512")
+    entries = agreement(fp32, fast, load_expected())
+    reason = refusal(entries, fast, "compare.md", reference=fp32)["bf16"]["reason"]
+    assert "not recorded" in reason and "Test CPU | AVX512 | 2" in reason, (
+        f"the fp32 evidence's hardware is unknown: the reason must say so beside the mode's: {reason}")
+
+
+def test_render_lists_refusals_at_every_budget(tmp_path):
+    from repro.ops.selfcheck import refusal_lines
+
+    path = selfcheck_file(tmp_path)
+    refuse_into(path, refused_entry("cifar_cpu", "moved at cifar_cpu"))
+    refuse_into(path, refused_entry("paper", "moved at paper"))
+    lines = refusal_lines(json.loads(path.read_text()))
+    assert len(lines) == 2 and "refused at cifar_cpu: bf16 (moved at cifar_cpu" in lines[0] \
+        and "refused at paper: bf16 (moved at paper" in lines[1], f"one line per budget and switch: {lines}"
