@@ -30,6 +30,7 @@ from repro.ops.modes import CPU_COMPILE_BACKEND, FP32, Sizes, default_sizes, mod
 from repro.ops.projection import projection
 from repro.ops.throughput import WORKLOADS, measure_throughput
 from repro.paper.budgets import PAPER
+from repro.runs.checkpoint import atomic_write_bytes
 from repro.runs.provenance import cpu_model, hardware, library_versions, nvidia_driver
 
 
@@ -131,8 +132,8 @@ def render(record: dict) -> str:
 
 
 def write(record: dict, path: Path) -> Path:
-    """Write `record` as JSON to `path` (folders created)."""
+    """Write `record` as JSON to `path` (folders created), atomically: an interrupted write leaves the
+    previous file whole."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return path

@@ -182,3 +182,42 @@ def test_selfcheck_auto_applies_this_devices_selfcheck_of_the_budget(tmp_path):
     settings = settings_from(args)
     assert (settings.budget.bf16, settings.budget.channels_last) == (True, True), settings.budget
     assert settings.selfcheck["mode"] == "bf16+channels_last", settings.selfcheck
+
+
+class _FullDisk:
+    """A file whose write stores half its data and then fails, as on a full disk."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.file.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def write(self, data):
+        self.file.write(data[:len(data) // 2])
+        self.file.flush()
+        raise OSError(28, "No space left on device")
+
+
+def test_an_interrupted_write_leaves_the_previous_selfcheck_json_whole(tmp_path, monkeypatch):
+    import io
+
+    from repro.ops.selfcheck import write
+
+    path = tmp_path / "selfcheck.json"
+    before = json.dumps(modes_record(CPU_RATES, {"bf16": True}))
+    path.write_text(before)
+    real_open = io.open
+    monkeypatch.setattr(io, "open", lambda *args, **kwargs: _FullDisk(real_open(*args, **kwargs)))
+    with pytest.raises(OSError):
+        write(modes_record(CPU_RATES, {"bf16": False}), path)
+    monkeypatch.undo()
+    assert path.read_text() == before, (
+        "a write that fails midway must leave the previous selfcheck.json as it was, not truncated: "
+        f"{path.read_text()[:80]!r}")
