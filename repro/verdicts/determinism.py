@@ -3,9 +3,10 @@
 On a CPU this code trains bit for bit the same weights from the same inputs (issue 24: measured, twice
 at once, under load). So when two runs of one row and seed share the commit that produced them, the
 data they read (SHA-256 of the arrays as loaded), the hardware (runs.provenance.hardware_key: CPU model,
-kernel capability, threads; on CUDA the device, CUDA and cuDNN), the readings, the budget's overrides
-and its acceleration modes, different weights are non-determinism: a defect. Different hardware, data,
-code or settings explain different weights: said, not flagged. So does CUDA, whose kernels this code
+kernel capability, threads; on CUDA the device, CUDA and cuDNN), the library versions (torch,
+torchvision, ...: where both runs recorded them), the readings, the budget's overrides and its
+acceleration modes, different weights are non-determinism: a defect. Different hardware, data,
+libraries, code or settings explain different weights: said, not flagged. So does CUDA, whose kernels this code
 does not force to be deterministic. Records written before these hashes existed cannot be compared.
 
 A record's hardware is the machine its process ran on; a run that reused a checkpoint trained elsewhere
@@ -29,13 +30,15 @@ def short(commit: str) -> str:
 
 def run_inputs(record: dict) -> dict:
     """What decides a result record's weights, as recorded: commit, data and weight hashes, hardware,
-    readings, the budget as run (name and overrides) and its acceleration modes."""
+    library versions ({} where not recorded), readings, the budget as run (name and overrides) and its
+    acceleration modes."""
     provenance, budget = record.get("provenance", {}), record.get("budget", {})
     hardware = provenance.get("hardware")
     return {
         "commit": provenance.get("git_commit", "unknown"),
         "data_sha256": provenance.get("data_sha256"),
         "hardware": hardware_key(hardware),
+        "versions": dict(provenance.get("versions") or {}),
         "cuda": bool(hardware and hardware.get("device_name")),
         "readings": dict(record.get("variants") or {}),
         "budget": {"name": budget.get("name"), **overrides_of(budget)} if budget else None,
@@ -56,6 +59,13 @@ def _differences(a: dict, b: dict) -> list[str]:
         out.append("data: other arrays read (data_sha256 differs)")
     if a["hardware"] != b["hardware"]:
         out.append(f"hardware: {a['hardware']} vs {b['hardware']}")
+    # Versions count only where both runs recorded them: an entry without them (older records and
+    # history lines) says nothing either way.
+    va, vb = a.get("versions") or {}, b.get("versions") or {}
+    if va and vb and va != vb:
+        changed = [f"{name} {va.get(name, 'not recorded')} vs {vb.get(name, 'not recorded')}"
+                   for name in sorted(va.keys() | vb.keys()) if va.get(name) != vb.get(name)]
+        out.append(f"versions: {', '.join(changed)}")
     for key in ("readings", "budget", "modes"):
         if a.get(key) != b.get(key):
             out.append(f"{key}: {a.get(key)} vs {b.get(key)}")
@@ -76,7 +86,7 @@ def compare_runs(a: dict, b: dict) -> tuple[str, str]:
         return EXPLAINED, "different weights, explained by other inputs: " + "; ".join(differences)
     if a["cuda"]:
         return EXPLAINED, "different weights from the same inputs on CUDA, whose kernels are not bitwise deterministic"
-    return DEFECT, ("same commit, data, hardware, readings, budget and modes, different weights: "
+    return DEFECT, ("same commit, data, hardware, library versions, readings, budget and modes, different weights: "
                     "non-determinism (a defect)")
 
 

@@ -21,6 +21,7 @@ from repro.paper.budgets import SMOKE
 from repro.paper.expected import load_expected
 from repro.verdicts.history import (allowed_move, append_results, entries_of, moves, new_run, read_history, recent,
                                     weight_comparisons)
+from repro.verdicts.determinism import DEFECT, EXPLAINED, compare_runs, run_inputs
 from repro.verdicts.history_text import commits_between, render_history
 
 ENTRY_FIELDS = {"date", "run", "commit", "run_commit", "budget", "overrides", "readings", "modes", "selfcheck", "seed",
@@ -468,6 +469,24 @@ def test_records_without_hashes_cannot_be_compared():
     lines = determinism_lines(record(), hashed())
     assert any("cannot be compared" in line for line in lines) and not any(
         line.startswith("NON-DETERMINISTIC") for line in lines), f"an older record lacks the hashes: {lines}"
+
+
+VERSIONS = {"python": "3.11.7", "torch": "2.13.0", "torchvision": "0.28.0", "numpy": "2.1.0"}
+
+
+def test_other_library_versions_explain_other_weights():
+    upgraded = {**VERSIONS, "torch": "2.14.1"}
+    kind, why = compare_runs(run_inputs(hashed(weights="1" * 64, versions=VERSIONS)),
+                             run_inputs(hashed(weights="2" * 64, versions=upgraded)))
+    assert kind == EXPLAINED and "versions: torch 2.13.0 vs 2.14.1" in why, (
+        f"a torch upgrade between two runs explains other weights, and is named: {kind}: {why}")
+
+
+def test_versions_recorded_on_one_run_only_are_not_a_difference():
+    kind, why = compare_runs(run_inputs(hashed(weights="1" * 64, versions=VERSIONS)),
+                             run_inputs(hashed(weights="2" * 64)))
+    assert kind == DEFECT, (f"a run recorded without versions (an older history entry) cannot show other versions: "
+                            f"same other inputs, other weights stay a defect: {kind}: {why}")
 
 
 def test_check_exits_1_on_nondeterminism(tmp_path, capsys):
