@@ -13,17 +13,27 @@ from repro.verdicts.determinism import DEFECT, UNKNOWN, short
 from repro.verdicts.history import Move, WeightComparison, moves, nights, recent, series, weight_comparisons
 
 
+OLDER = "(older) "  # marks commits the earlier night's code had and the later night's lacks
+
+
 def commits_between(before: str, after: str, limit: int = 10, repo: Path | None = None) -> list[str]:
-    """`git log --oneline before..after` in `repo` (default: this package's repository), at most `limit`."""
+    """`git log --oneline before..after` in `repo` (default: this package's repository), at most `limit`.
+
+    When the later night ran at an older commit (before..after empty), the commits after..before
+    instead, each prefixed OLDER: the code the later night no longer had.
+    """
     a, b = before.removesuffix("+dirty"), after.removesuffix("+dirty")
     if a == b or "unknown" in (a, b):
         return []
+
+    def log(span: str) -> list[str]:
+        return subprocess.run(["git", "log", "--oneline", f"-{limit}", span], cwd=repo or PACKAGE_DIR,
+                              capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+
     try:
-        out = subprocess.run(["git", "log", "--oneline", f"-{limit}", f"{a}..{b}"], cwd=repo or PACKAGE_DIR,
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return log(f"{a}..{b}") or [OLDER + line for line in log(f"{b}..{a}")]
     except (OSError, subprocess.SubprocessError):
         return [f"(commits {a[:10]}..{b[:10]} not in this repository)"]
-    return out.splitlines()
 
 
 def _night_line(index: int, night: dict) -> str:

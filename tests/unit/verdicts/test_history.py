@@ -417,6 +417,13 @@ def test_commits_between_names_the_later_commits(git_repo):
     assert names == ["third", "second"], f"commits after the earlier night up to the later one: {names}"
 
 
+def test_a_rerun_at_an_older_commit_lists_the_commits_it_lacks_marked_older(git_repo):
+    repo, (first, second, third) = git_repo
+    lines = commits_between(third, first, repo=repo)
+    assert [line.split(" ") for line in lines] == [["(older)", third[:7], "third"], ["(older)", second[:7], "second"]], (
+        f"the later night ran at an older commit: the commits the earlier night had and it lacks, marked older: {lines}")
+
+
 def test_render_names_the_moved_row_and_the_commits_between(git_repo, monkeypatch):
     repo, (first, _, third) = git_repo
     monkeypatch.setattr("repro.verdicts.history_text.PACKAGE_DIR", repo)
