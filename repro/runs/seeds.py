@@ -56,7 +56,7 @@ class SeedValues:
     """One metric of one row over the seeds asked for."""
 
     values: dict[int, float]  # seed -> measured value, for the seeds that have a result
-    missing: tuple[int, ...]  # seeds asked for without a result
+    missing: tuple[int, ...]  # seeds asked for without a result, or whose result lacks the metric
 
     @property
     def complete(self) -> bool:
@@ -74,11 +74,12 @@ class SeedValues:
 
 
 def seed_values(per_seed: dict[int, dict[str, dict]], seeds: list[int], config_id: str, key: str) -> SeedValues:
-    """`key` of `config_id`'s metrics in each seed's result records ({seed: {config_id: record}})."""
+    """`key` of `config_id`'s metrics in each seed's result records ({seed: {config_id: record}}); a seed
+    without the row's record, or whose record lacks `key`, is missing."""
     values, missing = {}, []
     for seed in seeds:
         record = per_seed.get(seed, {}).get(config_id)
-        if record is None:
+        if record is None or key not in record["metrics"]:
             missing.append(seed)
         else:
             values[seed] = record["metrics"][key]
@@ -98,8 +99,8 @@ def missing_seeds(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> dic
 def mean_records(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> dict[str, dict]:
     """Result-like records whose metrics are seed means, for rows with a result for every seed.
 
-    Numeric metrics are averaged, series pooled over seeds; rows missing any seed are left out (see missing_seeds), so a
-    claim on them is reported missing rather than judged on fewer seeds.
+    Numeric metrics are averaged, series pooled over seeds; rows missing any seed are left out (see missing_seeds), and so
+    is a metric or series any seed's record lacks, so a claim on them is reported missing rather than judged on fewer seeds.
     """
     incomplete = missing_seeds(per_seed, seeds)
     out = {}
@@ -109,7 +110,8 @@ def mean_records(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> dict
         records = [per_seed[s][config_id] for s in seeds]
         metrics = {key: statistics.fmean(r["metrics"][key] for r in records)
                    for key, value in records[0]["metrics"].items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)
+                   and all(key in r["metrics"] for r in records)}
         # Series (per-layer values, per-image confidences) are pooled in seed order, so a distance
         # compares the rows' distributions over all seeds and a per-layer count pairs layer l of
         # seed s with layer l of the same seed in the other row.

@@ -118,3 +118,18 @@ def test_mean_records_leave_out_a_series_that_a_seed_lacks():
 def test_mean_records_name_the_seeds_they_average():
     means = mean_records(PER_SEED, [0, 1, 2])
     assert means["normal"]["seeds"] == [0, 1, 2], f"a seed mean must say which seeds it averages: {means['normal']}"
+
+
+def test_mean_records_average_only_metrics_every_seed_has():
+    later = {"metrics": {"clean_error": 6.0, "n_clean": 900}}  # a later seed's record without autoattack_error
+    means = mean_records({0: {"adv": record(4.0, 58.0)}, 1: {"adv": later}}, [0, 1])
+    assert means["adv"]["metrics"] == {"clean_error": 5.0, "n_clean": 900}, (
+        f"a metric one seed lacks is left out (a claim on it is reported missing), the others averaged: "
+        f"{means['adv']['metrics']}")
+
+
+def test_seed_values_count_a_result_without_the_metric_as_missing():
+    values = seed_values({0: {"adv": record(4.0, 58.0)}, 1: {"adv": {"metrics": {"clean_error": 6.0}}}},
+                         [0, 1], "adv", "autoattack_error")
+    assert values.missing == (1,) and values.mean is None, (
+        f"seed 1's result lacks autoattack_error: that seed is missing it, nothing is averaged: {values}")
