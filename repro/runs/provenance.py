@@ -23,7 +23,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # repro/, the package root (t
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The repository's HEAD commit, suffixed '+dirty' when the tree has changes; 'unknown' outside git.
+    """The repository's HEAD commit, suffixed '+dirty' when a tracked file has changes or the package
+    folder holds a file no commit has (ignored files aside); 'unknown' outside git.
 
     Read once per process, at the first call (`repro` calls it as it starts): a commit made while a
     long run trains must not relabel the code that run loaded. Measured: a two-hour cifar_cpu run
@@ -34,9 +35,13 @@ def git_commit() -> str:
                                 text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_DIR,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        # Untracked files count inside the package only (a new module there is code the run may load;
+        # outputs and notes beside it are not); files git ignores (bytecode) never count.
+        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=PACKAGE_DIR,
+                                   capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return commit + ("+dirty" if dirty else "")
+    return commit + ("+dirty" if dirty or untracked else "")
 
 
 def code_version() -> str:

@@ -36,6 +36,42 @@ def test_commit_made_during_a_run_does_not_relabel_it(fresh_commit_cache):
         "a result written later in the same process still names the code the process started with"
 
 
+@pytest.fixture
+def package_in_repo(tmp_path, monkeypatch):
+    """A repository with one commit holding a package folder pkg/ (as repro/ in this one), PACKAGE_DIR
+    pointed at it; returns (repository, package folder, the commit)."""
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    (repo / "pkg" / "module.py").write_text("x = 1\n")
+    (repo / ".gitignore").write_text("*.pyc\n")
+    subprocess.run(["git", "-C", str(repo), "add", "pkg", ".gitignore"], check=True)
+    head = commit_all(repo, "the package")
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", repo / "pkg")
+    return repo, repo / "pkg", head
+
+
+def test_an_untracked_module_in_the_package_marks_the_commit_dirty(package_in_repo):
+    _, package, head = package_in_repo
+    (package / "new_module.py").write_text("y = 2\n")
+    commit = provenance.git_commit.__wrapped__()
+    assert commit == head + "+dirty", f"a run loading a module no commit has is not the commit's code: {commit}"
+
+
+def test_an_ignored_file_in_the_package_leaves_the_commit_clean(package_in_repo):
+    _, package, head = package_in_repo
+    (package / "module.cpython-311.pyc").write_bytes(b"compiled")
+    commit = provenance.git_commit.__wrapped__()
+    assert commit == head, f"files git ignores (bytecode) are not the code: {commit}"
+
+
+def test_an_untracked_file_outside_the_package_leaves_the_commit_clean(package_in_repo):
+    repo, _, head = package_in_repo
+    (repo / "notes.txt").write_text("results of last night")
+    commit = provenance.git_commit.__wrapped__()
+    assert commit == head, f"an untracked file beside the package (outputs, notes) is not code the run loads: {commit}"
+
+
 # --- what a result was computed on (issue 24) ------------------------------------------------------
 
 @pytest.fixture(scope="module")
