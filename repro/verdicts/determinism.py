@@ -74,6 +74,11 @@ def _differences(a: dict, b: dict) -> list[str]:
     return out
 
 
+CUDA_KERNELS = "on CUDA, whose kernels are not bitwise deterministic"
+NOT_LIKE_FOR_LIKE = ("this row did not start from the NORMAL recorded beside it, so comparisons of it with that "
+                     "NORMAL are not like for like")
+
+
 def compare_runs(a: dict, b: dict) -> tuple[str, str]:
     """(SAME | DEFECT | EXPLAINED | UNKNOWN, why) for two runs of one row and seed (run_inputs dicts)."""
     missing = [key for key in HASHED if not a.get(key) or not b.get(key)]
@@ -85,19 +90,14 @@ def compare_runs(a: dict, b: dict) -> tuple[str, str]:
     if differences:
         return EXPLAINED, "different weights, explained by other inputs: " + "; ".join(differences)
     if a["cuda"]:
-        return EXPLAINED, "different weights from the same inputs on CUDA, whose kernels are not bitwise deterministic"
+        return EXPLAINED, f"different weights from the same inputs {CUDA_KERNELS}"
     return DEFECT, ("same commit, data, hardware, library versions, readings, budget and modes, different weights: "
                     "non-determinism (a defect)")
 
 
-def starting_normal_lines(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> list[str]:
-    """Per seed, NORMAL's record against the NORMAL each fine-tuning row of that seed started from
-    (its initial_weights_sha256): two runs of one row and seed wherever the weights differ.
-
-    One line per pair that differs (non-determinism flagged, naming both records), one line for all
-    pairs that cannot be compared; nothing where every row started from the NORMAL recorded beside it.
-    """
-    lines, unknown = [], []
+def _starts(per_seed: dict[int, dict[str, dict]], seeds: list[int]):
+    """Per seed and fine-tuning row beside a NORMAL record: (seed, row, kind, why, what differs in words,
+    NORMAL's inputs, the inputs of the NORMAL the row started from), compare_runs's kind and why."""
     for seed in seeds:
         records = per_seed.get(seed, {})
         if NORMAL.id not in records:
@@ -109,14 +109,39 @@ def starting_normal_lines(per_seed: dict[int, dict[str, dict]], seeds: list[int]
             inputs = run_inputs(record)
             started = {**inputs, "weights_sha256": inputs["initial_weights_sha256"], "initial_weights_sha256": None}
             kind, why = compare_runs(normal, started)
-            names = f"seed{seed}/{NORMAL.id}/result.json", f"seed{seed}/{config_id}/result.json"
-            if kind == UNKNOWN:
-                unknown.append(seed)
-            elif kind != SAME:
-                mark = "NON-DETERMINISTIC: " if kind == DEFECT else ""
-                lines.append(f"{mark}{names[1]} started from NORMAL weights {str(started['weights_sha256'])[:12]}, "
-                             f"{names[0]} has {str(normal['weights_sha256'])[:12]}: {why}"
-                             + ("" if kind == DEFECT else "; expected, not a defect"))
+            differences = _differences(normal, started) if kind == EXPLAINED else []
+            differ = (f"different inputs ({'; '.join(differences)})" if differences
+                      else f"same inputs {CUDA_KERNELS}" if kind == EXPLAINED
+                      else "same inputs, different weights: non-deterministic")
+            yield seed, config_id, kind, why, differ, normal, started
+
+
+def not_like_for_like(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> dict[str, str]:
+    """{"seedS/row": why} for each fine-tuning row of `per_seed` ({seed: {config_id: record}}) that did not
+    start from the NORMAL recorded beside it (its initial_weights_sha256 differs from that NORMAL's
+    weights): a comparison of that row with that NORMAL is not like for like. Rows whose records cannot
+    be compared (no hashes) are not named."""
+    return {f"seed{seed}/{config_id}": differ for seed, config_id, kind, _, differ, _, _ in _starts(per_seed, seeds)
+            if kind in (DEFECT, EXPLAINED)}
+
+
+def starting_normal_lines(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> list[str]:
+    """Per seed, NORMAL's record against the NORMAL each fine-tuning row of that seed started from
+    (its initial_weights_sha256): two runs of one row and seed wherever the weights differ.
+
+    One line per pair that differs (non-determinism flagged, naming both records; else what differs),
+    saying the row's comparisons with that NORMAL are not like for like; one line for all pairs that
+    cannot be compared; nothing where every row started from the NORMAL recorded beside it.
+    """
+    lines, unknown = [], []
+    for seed, config_id, kind, why, differ, normal, started in _starts(per_seed, seeds):
+        names = f"seed{seed}/{NORMAL.id}/result.json", f"seed{seed}/{config_id}/result.json"
+        if kind == UNKNOWN:
+            unknown.append(seed)
+        elif kind != SAME:
+            mark, said = ("NON-DETERMINISTIC: ", why) if kind == DEFECT else ("", differ)
+            lines.append(f"{mark}{names[1]} started from NORMAL weights {str(started['weights_sha256'])[:12]}, "
+                         f"{names[0]} has {str(normal['weights_sha256'])[:12]}: {said}: {NOT_LIKE_FOR_LIKE}")
     if unknown:
         lines.append(f"{len(unknown)} fine-tuning record(s) (seed {', '.join(map(str, sorted(set(unknown))))}) cannot be "
                      "compared with their seed's NORMAL record: recorded without the hardware, data or weight hashes "
