@@ -53,6 +53,21 @@ def test_a_run_records_its_curve_at_the_due_steps(adv_run):
     assert all(0 <= p["clean_error"] <= 100 and 0 <= p["pgd_error"] <= 100 and p["seconds"] > 0 for p in points)
 
 
+def wrong_images(text: str) -> set[int]:
+    """The images a point's pgd_wrong marks: image i is bit i % 4 of hex digit i // 4."""
+    return {4 * k + j for k, digit in enumerate(text) for j in range(4) if int(digit, 16) >> j & 1}
+
+
+def test_each_point_records_which_images_pgd_got_wrong(adv_run):
+    points = curve_of(adv_run[0])
+    n = BUDGET.curve_images
+    assert all(len(p["pgd_wrong"]) == -(-n // 4) for p in points), f"{n} images in {-(-n // 4)} hex digits a point"
+    assert all(100 * len(wrong_images(p["pgd_wrong"])) / n == p["pgd_error"] and max(wrong_images(p["pgd_wrong"]),
+               default=0) < n for p in points), (
+        "a point's per-image record marks as many of the slice's images as its PGD error counts: "
+        f"{[(p['pgd_error'], p['pgd_wrong']) for p in points]}")
+
+
 def test_the_curve_measures_the_model_as_it_trains(tmp_path, data):
     budget = dataclasses.replace(BUDGET, epochs_clean=8, curve_images=64)
     train(NORMAL, budget, data, tmp_path, seed=0)

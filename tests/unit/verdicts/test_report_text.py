@@ -14,6 +14,7 @@ import pytest
 
 from repro.paper.budgets import PAPER, SMOKE
 from repro.paper.configs import CONFIGURATIONS
+from repro.runs.curves import pack_wrong
 from repro.verdicts.claims import claim_rows
 from repro.verdicts.report import (
     collect_results,
@@ -373,10 +374,22 @@ def test_terminal_closing_summary_says_the_other_claims_are_above():
 
 # --- where each row was heading (issue 23) ----------------------------------------------------------
 
-def curve(*pgd, n_images=500):
-    """A learning curve of PGD errors `pgd` (%) at epochs 0, 1, ... on `n_images` images."""
-    return {"points": [{"step": 10 * e, "epoch": e, "pgd_error": p, "clean_error": 20.0, "lr": None}
-                       for e, p in enumerate(pgd)], "n_images": n_images}
+def curve(*pgd, n_images=500, wrong=None):
+    """A learning curve of PGD errors `pgd` (%) at epochs 0, 1, ... on `n_images` images; `wrong`: per point
+    the images PGD got wrong (none recorded where not given, as in curves recorded before them)."""
+    points = [{"step": 10 * e, "epoch": e, "pgd_error": p, "clean_error": 20.0, "lr": None} for e, p in enumerate(pgd)]
+    for point, images in zip(points, wrong or []):
+        point["pgd_wrong"] = pack_wrong([i in images for i in range(n_images)])
+    return {"points": points, "n_images": n_images}
+
+
+def first(k):
+    """The first k images."""
+    return set(range(k))
+
+
+NONE = "no learning curve (a run that predates curves)"
+UNJUDGED = "flatness cannot be judged without per-image outcomes (a curve recorded before them)"
 
 
 def trend_lines(markdown):
@@ -387,32 +400,41 @@ def trend_lines(markdown):
 
 def test_learning_curves_say_where_each_row_was_heading():
     results = records()  # NORMAL, the first row, has no curve
-    results["adv"]["curve"] = curve(99.0, 90.0, 80.0)
-    results["bn_params"]["curve"] = curve(99.0, 90.0, 91.0)
+    results["adv"]["curve"] = curve(99.0, 90.0, 80.0, wrong=[first(495), first(450), first(400)])
+    # 20 images wrong -> right, 25 right -> wrong: |25 - 20| <= 2 sqrt(45)
+    results["bn_params"]["curve"] = curve(99.0, 90.0, 91.0, wrong=[first(495), first(450),
+                                                                   first(450) - first(20) | set(range(450, 475))])
+    results["bn_only_params"]["curve"] = curve(99.0, 90.0, 91.0)
+    results["bn_params_log_conv1"]["curve"] = curve(99.0, 90.0)
     lines = trend_lines(render_markdown(EXPECTED, results, "paper"))
-    none = "no learning curve (a run that predates curves, or a curve of one point)"
-    expected = {"NORMAL": none,
-                "ADV": "PGD error on the curve's slice 90.0 -> 80.0 % over the last 1 epoch: still falling by 10.0 points per epoch",
-                "BN PARAMS": "PGD error on the curve's slice 90.0 -> 91.0 % over the last 1 epoch: flat (within the binomial "
-                             "noise of 500 images)"}
-    assert lines == [f"- {label}: {expected.get(label, none)}" for label in LABELS], (
+    expected = {"NORMAL": NONE,
+                "ADV": "PGD error on the curve's slice 90.0 -> 80.0 % over the last 1 epoch: still falling by 10.0 points "
+                       "per epoch (50 images wrong -> right, 0 right -> wrong of 500)",
+                "BN PARAMS": "PGD error on the curve's slice 90.0 -> 91.0 % over the last 1 epoch: flat (20 images wrong "
+                             "-> right, 25 right -> wrong of 500: within McNemar's noise at z = 2)",
+                "BN ONLY PARAMS": f"PGD error on the curve's slice 90.0 -> 91.0 % over the last 1 epoch (+1.0 points per "
+                                  f"epoch): {UNJUDGED}",
+                "BN PARAMS + log + conv1": "too few points to judge a trend (the curve covers 1 epoch)"}
+    assert lines == [f"- {label}: {expected.get(label, NONE)}" for label in LABELS], (
         f"every row must say where its curve was heading, or that it has none, in Table 2's order: {lines}")
 
 
-def test_learning_curves_over_seeds_average_the_seeds_and_pool_their_images(tmp_path):
-    for seed, (normal, bn_params) in enumerate((((94.0, 90.0), (90.0, 90.5)), ((90.0, 60.0), (90.0, 91.5)))):
+def test_learning_curves_over_seeds_average_the_seeds_and_pair_each_seeds_images(tmp_path):
+    normal = (curve(99.0, 94.0, 90.0, wrong=[first(495), first(470), first(450)]),
+              curve(99.0, 90.0, 60.0, wrong=[first(495), first(450), first(300)]))
+    bn_params = (curve(99.0, 90.0, 90.5), curve(99.0, 90.0, 91.5))
+    for seed in (0, 1):
         results = records(seed=seed)
-        results["normal"]["curve"], results["bn_params"]["curve"] = curve(*normal), curve(*bn_params)
+        results["normal"]["curve"], results["bn_params"]["curve"] = normal[seed], bn_params[seed]
         if seed == 1:
             del results["adv"]
         write_runs(tmp_path / f"seed{seed}", results)
     _, path, _ = write_seed_report(tmp_path, [0, 1], EXPECTED, PAPER)
     lines = trend_lines(path.read_text())
-    none = "no learning curve (a run that predates curves, or a curve of one point)"
     expected = {"NORMAL": "PGD error on the curve's slice 92.0 -> 75.0 % over the last 1 epoch: still falling by 17.0 "
-                          "points per epoch",
-                "BN PARAMS": "PGD error on the curve's slice 90.0 -> 91.0 % over the last 1 epoch: flat (within the "
-                             "binomial noise of 1000 images)"}
-    assert lines == [f"- {label}: {expected.get(label, none)}" for label in LABELS if label != "ADV"], (
-        "over seeds: the seeds' mean curve, flat within the noise of both seeds' images together, and a row lacking a "
-        f"seed (ADV) left out while the rows after it are still listed: {lines}")
+                          "points per epoch (170 images wrong -> right, 0 right -> wrong of 1000)",
+                "BN PARAMS": f"PGD error on the curve's slice 90.0 -> 91.0 % over the last 1 epoch (+1.0 points per "
+                             f"epoch): {UNJUDGED}"}
+    assert lines == [f"- {label}: {expected.get(label, NONE)}" for label in LABELS if label != "ADV"], (
+        "over seeds: the seeds' mean curve, its flips counted over both seeds' images each paired within its seed, "
+        f"and a row lacking a seed (ADV) left out while the rows after it are still listed: {lines}")
