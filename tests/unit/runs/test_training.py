@@ -525,3 +525,37 @@ def test_each_normal_step_draws_autoaugment_from_its_own_seed(tmp_path, micro_bu
     assert seeded == [augmentation_seed(3, step) for step in range(steps)], (
         f"NORMAL at seed 3: AutoAugment's generators were seeded {seeded}, not augmentation_seed(3, step) for its "
         f"{steps} steps in order")
+
+
+def recorded_random_starts(monkeypatch, tmp_path, seed: int) -> list[torch.Tensor]:
+    """ADV trained at 2 epochs of 2 steps with `seed`: each step's PGD random start (the start minus the
+    images, in units of eps), made by the attack itself from the arguments that step passed it."""
+    import repro.mechanics.attacks
+    import repro.mechanics.train_step
+
+    starts, real = [], repro.mechanics.attacks.pgd
+
+    def recording(model, images, labels, **kwargs):
+        start = real(model, images, labels, **{**kwargs, "step_size": 0.0, "steps": 1})  # the start, projected
+        starts.append((start - images) / kwargs["epsilon"])
+        return real(model, images, labels, **kwargs)
+
+    monkeypatch.setattr(repro.mechanics.train_step, "pgd", recording)
+    budget = make_micro_budget(n_train=128)
+    train(CONFIGURATIONS["adv"], budget, synthetic_dataset(budget.n_train, budget.n_test, seed=0), tmp_path, seed=seed)
+    return starts
+
+
+def test_each_training_step_draws_its_own_pgd_random_start(tmp_path, monkeypatch):
+    starts = recorded_random_starts(monkeypatch, tmp_path, seed=0)
+    # Where a start is not clipped at 0 or 1 it is the draw itself: one draw reused makes most elements equal.
+    shared = [((a - b).abs() < 1e-4).float().mean().item() for a, b in zip(starts, starts[1:])]
+    assert len(starts) == 4 and all(share < 0.5 for share in shared), (
+        f"consecutive steps' random starts agree on {shared} of their elements: each step must draw its own")
+
+
+def test_the_training_random_starts_are_the_seeds(tmp_path, monkeypatch):
+    first = recorded_random_starts(monkeypatch, tmp_path / "first", seed=5)
+    second = recorded_random_starts(monkeypatch, tmp_path / "second", seed=5)
+    assert len(first) == len(second) == 4 and all(torch.equal(a, b) for a, b in zip(first, second)), (
+        "two runs of one seed must draw the same random start at every step")
