@@ -42,14 +42,28 @@ def add_commands(sub, common) -> None:
     p = sub.add_parser("compare", help="two run folders of the same rows: each error metric within the two-run "
                                        "band or not (e.g. an acceleration mode against fp32, a rerun against a record)",
                        **GATED)
-    p.add_argument("first", metavar="RUN_FOLDER", help="the reference, OUT/BUDGET[+READINGS]/seedS")
-    p.add_argument("second", metavar="OTHER_RUN_FOLDER", help="the run compared with it")
+    p.add_argument("folders", nargs="+", metavar="RUN_FOLDER",
+                   help="REFERENCE OTHER: two OUT/BUDGET[+READINGS]/seedS folders; with --mode, every reference "
+                        "(fp32) folder, seeds and rows together (a row's first folder counts for its seed)")
+    p.add_argument("--mode", nargs="+", metavar="MODE_FOLDER",
+                   help="folders run in an acceleration mode, judged against the reference folders as a family "
+                        "(fine-tuning rows paired on their starting NORMAL; repro/verdicts/mode_rule.py); the "
+                        "exit code is the rule's: 0 approved, 1 refused, 3 needs a second seed")
     p.add_argument("--out", help="also write the comparison here (Markdown)")
     p.add_argument("--refuse-into", metavar="SELFCHECK_JSON",
-                   help="when a metric lies outside the band, refuse the arithmetic switches (bf16, compile) the "
-                        "second folder's rows ran with at their budget in this selfcheck.json")
+                   help="with --mode: when the mode rule refuses, refuse the arithmetic switches (bf16, compile) the "
+                        "mode's rows ran with at their budget in this selfcheck.json")
     add_gate_option(p)
     p.set_defaults(func=cmd_compare)
+
+
+    p = sub.add_parser("status", help="where the reproduction stands: one line per report under results/ "
+                                      "(the README's status table), from each report's verdicts.json")
+    p.add_argument("--results", default="results", help="the evidence folder (default: results)")
+    p.add_argument("--refresh", action="store_true",
+                   help="first write every report.md and verdicts.json under --results again from their records")
+    p.add_argument("--readme", metavar="FILE", help="also put the table into FILE between its status markers")
+    p.set_defaults(func=cmd_status)
 
 
 FIGURE_CHOICES = tuple(c.id for c in CHOICES.values() if c.figures)
@@ -160,37 +174,102 @@ def cmd_ladder(args) -> int:
     return gated(ladder_code(ladder_claims(expected, records, labels)), args.no_gate)
 
 
+def _seed_records(folders: list[Path]) -> dict[int, dict[str, dict]]:
+    """{seed: {config_id: record}} of several run folders; a row's first folder counts for its seed."""
+    from repro.verdicts.report import collect_results
+
+    out: dict[int, dict[str, dict]] = {}
+    for folder in folders:
+        records = collect_results(folder)
+        if not records:
+            raise ValueError(f"no result.json under {folder}; pass OUT/BUDGET[+READINGS]/seedS folders")
+        for config_id, record in records.items():
+            out.setdefault(record["seed"], {}).setdefault(config_id, record)
+    return out
+
+
 def cmd_compare(args) -> int:
-    """`repro compare`: every error metric of two run folders' common rows, within the two-run band or not."""
+    """`repro compare`: two run folders' common rows, each error metric within the two-run band or not;
+    with --mode, the mode's folders against the reference's under the mode rule."""
     from repro.runs.checkpoint import atomic_write_bytes
     from repro.verdicts.agreement import agreement, agreement_code, render_agreement
     from repro.verdicts.like_for_like import check_same_protocol
-    from repro.verdicts.report import collect_results
 
-    folders = [Path(args.first), Path(args.second)]
-    found = [collect_results(folder) for folder in folders]
-    for folder, records in zip(folders, found):
-        if not records:
-            raise ValueError(f"no result.json under {folder}; pass OUT/BUDGET[+READINGS]/seedS folders")
-    check_same_protocol([(f"{folder}/{c}", r) for folder, records in zip(folders, found) for c, r in records.items()])
-    entries = agreement(*found, load_expected())
-    if not entries:
-        raise ValueError(f"{folders[0]} and {folders[1]} share no row; compare folders of the same rows")
-    names = [f"{f.parent.name}/{f.name}" for f in folders]
-    if names[0] == names[1]:  # the same budget and seed in two output folders: name them in full
-        names = [str(f) for f in folders]
-    text = render_agreement(entries, *names)
+    if args.mode is None and len(args.folders) != 2:
+        raise ValueError("repro compare takes two run folders (REFERENCE OTHER), or reference folders and --mode "
+                         f"MODE_FOLDER ...; got {len(args.folders)}")
+    references, modes = (list(map(Path, args.folders)), list(map(Path, args.mode))) if args.mode else (
+        [Path(args.folders[0])], [Path(args.folders[1])])
+    reference, mode = _seed_records(references), _seed_records(modes)
+    check_same_protocol([(f"{seed}/{c}", r) for side in (reference, mode) for seed, rows in side.items()
+                         for c, r in rows.items()])
+    expected = load_expected()
+    if args.mode:
+        from repro.verdicts.mode_rule import APPROVED, REFUSED, mode_verdict, render_mode_verdict
+        from repro.verdicts.outcome import EXIT_FAILS, EXIT_HOLDS, EXIT_NOTHING_JUDGED
+
+        verdict = mode_verdict(reference, mode, expected)
+        text = (f"# {', '.join(map(str, modes))} against {', '.join(map(str, references))} (the mode rule)\n\n"
+                + render_mode_verdict(verdict, "reference", "mode"))
+        code = {APPROVED: EXIT_HOLDS, REFUSED: EXIT_FAILS}.get(verdict.outcome, EXIT_NOTHING_JUDGED)
+        refused = verdict.outcome == REFUSED
+        reason = "; ".join(verdict.reasons)
+    else:
+        (first,), (second,) = reference.values(), mode.values()
+        entries = agreement(first, second, expected)
+        if not entries:
+            raise ValueError(f"{references[0]} and {modes[0]} share no row; compare folders of the same rows")
+        # Each folder by the path given: OUT/BUDGET/seedS alone is ambiguous (a kept record and a rerun of it
+        # are both cifar_cpu/seed0).
+        text = render_agreement(entries, str(references[0]), str(modes[0]))
+        code = agreement_code(entries)
+        refused, reason = False, ""
     if args.out:
         atomic_write_bytes(Path(args.out), text.encode())
     print(text)
     if args.refuse_into:
-        from repro.ops.refusal import refusal, refuse_into
+        _refuse(args, reference, mode, refused, reason)
+    return gated(code, args.no_gate)
 
-        refused = refusal(entries, found[1], args.out or f"repro compare {args.first} {args.second}")
-        if refused:
-            approved = refuse_into(Path(args.refuse_into), refused)
-            budget = next(iter(refused.values()))["budget"]
-            print(f"refused at {budget} in {args.refuse_into}: {', '.join(refused)}; approved there now: {approved}")
-        else:
-            print(f"nothing refused in {args.refuse_into}: every metric within the band, or no bf16/compile was on")
-    return gated(agreement_code(entries), args.no_gate)
+
+def _refuse(args, reference: dict[int, dict[str, dict]], mode: dict[int, dict[str, dict]], refused: bool,
+            reason: str) -> None:
+    """--refuse-into: record the mode rule's refusal of the arithmetic switches the mode's rows ran with."""
+    from repro.ops.refusal import refusal, refuse_into
+
+    if not args.mode:
+        raise ValueError("--refuse-into needs the mode rule: pass the fp32 folders and --mode MODE_FOLDER ...")
+    def named(side):
+        return {f"seed{seed}/{c}": r for seed, rows in side.items() for c, r in rows.items()}
+
+    comparison = args.out or f"repro compare {' '.join(args.folders)} --mode {' '.join(args.mode)}"
+    found = refusal(named(mode), reason, comparison, reference=named(reference)) if refused else {}
+    if found:
+        approved = refuse_into(Path(args.refuse_into), found)
+        print(f"refused in {args.refuse_into}: {', '.join(found)}; approved there now: {approved}")
+    else:
+        print(f"nothing refused in {args.refuse_into}: the mode rule did not refuse, or no bf16/compile was on")
+
+
+def cmd_status(args) -> int:
+    """`repro status`: the status table of the reports under --results (refreshed first with --refresh)."""
+    from repro.verdicts.report import REPORT_NAME, refresh
+    from repro.verdicts.status import embed, embedded_table, status_table
+
+    results = Path(args.results)
+    if not results.is_dir():
+        raise ValueError(f"no evidence folder {results}; pass --results DIR")
+    if args.refresh:
+        expected = load_expected()
+        for report in sorted(results.rglob(REPORT_NAME)):
+            print(f"{refresh(report.parent, expected).path}")
+    readme = Path(args.readme) if args.readme else None
+    table = status_table(results, readme.parent if readme else None)
+    if readme:
+        text = readme.read_text()
+        if embedded_table(text) is None:
+            raise ValueError(f"{readme} has no status markers; put the two lines <!-- status:start --> and "
+                             "<!-- status:end --> where the table goes")
+        readme.write_text(embed(text, table))
+    print(table, end="")
+    return 0

@@ -1,10 +1,11 @@
-"""A selfcheck-approved mode refused at a budget when its rows moved a number beyond noise (issue 28).
+"""A selfcheck-approved mode refused at a budget when its rows moved the numbers beyond noise.
 
 The selfcheck approves a mode on one small model's attack strength and clean error. The stronger test
-is all of a budget's rows run in that mode against the fp32 evidence (`repro compare`): a mode must not
-move a number beyond the two-run band. When one does, the arithmetic switches the mode used (bf16,
-compile; channels_last is a layout) are refused at that budget in the selfcheck.json, with the
-comparison's finding, and `--selfcheck` then picks the fastest mode without them
+is a budget's rows run in that mode against the fp32 evidence, judged by the mode rule
+(repro/verdicts/mode_rule.py: fine-tuning rows paired on their starting NORMAL, the family of metrics
+judged together, a second seed asked for before refusing). When the rule refuses, the arithmetic
+switches the mode used (bf16, compile; channels_last is a layout) are refused at that budget in the
+selfcheck.json, with the rule's finding, and `--selfcheck` then picks the fastest mode without them
 (mechanics/acceleration.py approved_mode).
 """
 
@@ -28,28 +29,31 @@ def hardware_of(records: dict[str, dict] | None) -> str:
     return " / ".join(keys) or NOT_RECORDED
 
 
-def refusal(entries: list[dict], records: dict[str, dict], comparison: str,
+def switches_of(records: dict[str, dict]) -> list[str]:
+    """The arithmetic switches (ARITHMETIC_SWITCHES) the rows ran with: those a selfcheck applied
+    (provenance "selfcheck") or the budget set (`--set bf16=true`)."""
+    def on(record, switch):
+        return bool((record.get("provenance", {}).get("selfcheck") or {}).get(switch)) or bool(
+            record.get("budget", {}).get(switch))
+    return [s for s in ARITHMETIC_SWITCHES if any(on(r, s) for r in records.values())]
+
+
+def refusal(records: dict[str, dict], finding: str, comparison: str,
             reference: dict[str, dict] | None = None) -> dict:
-    """What a comparison (verdicts/agreement.py entries of fp32 evidence, `reference`, against `records`,
-    the rows run in a mode) refuses: {switch: {budget, reason, comparison}} for each arithmetic switch
-    the rows ran with, when a metric lies outside the band; {} when every metric is within it or no
-    switch was on. The reason names the hardware of both sides ("not recorded" where a side's records
-    lack it, or `reference` is not given): a move between runs on other machines may be the machine's.
+    """What a refusing mode verdict (`finding`: its reasons) of `records`, the rows run in a mode, against
+    the fp32 evidence `reference` refuses: {switch: {budget, reason, comparison}} for each arithmetic
+    switch the rows ran with; {} when none was on. The reason names the hardware of both sides ("not
+    recorded" where a side's records lack it): a move between runs on other machines may be the machine's.
     """
-    outside = [e for e in entries if not e["within"]]
-    applied = [r["provenance"].get("selfcheck") or {} for r in records.values()]
-    switches = [s for s in ARITHMETIC_SWITCHES if any(a.get(s) for a in applied)]
-    if not outside or not switches:
+    switches = switches_of(records)
+    if not switches:
         return {}
     budget = next(iter(records.values()))["budget"]["name"]
-    moved = "; ".join(f"{e['label']} {e['metric']} {e['first']:.2f} -> {e['second']:.2f} (band ±{e['allowed']:.2f})"
-                      for e in outside)
     first, second = hardware_of(reference), hardware_of(records)
     machines = (f"hardware: fp32 evidence {first}, rows in the mode {second}"
                 + ("" if first == second != NOT_RECORDED else
                    " (not shown to be the same: the move may be the hardware's, not the switch's)"))
-    reason = (f"{' + '.join(switches)} moved {len(outside)} of {len(entries)} metrics beyond the two-run band: {moved}; "
-              f"{machines}")
+    reason = f"{' + '.join(switches)} refused by the mode rule: {finding}; {machines}"
     return {s: {"budget": budget, "reason": reason, "comparison": comparison} for s in switches}
 
 

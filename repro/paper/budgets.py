@@ -220,9 +220,40 @@ CURVE_FIELDS = ("curve_images", "curve_pgd_steps")
 REPORTING_FIELDS = CURVE_FIELDS + ("ladder_epochs",)
 
 
+SET_BY_READINGS = "set_by_readings"  # a recorded budget's fields a reading changed for its row (as_run)
+
+
+def as_run(budget: "Budget", config) -> dict:
+    """A budget as one row ran it, for its result record: every field as dataclasses.asdict gives it, but
+    the fine-tuning rate and epochs the row's readings set (Configuration.lr / .epochs) in place of the
+    budget's, each listed under SET_BY_READINGS with the budget's own value, so a record says what ran."""
+    out = json.loads(json.dumps(dataclasses.asdict(budget)))
+    fine = config.init == FROM_NORMAL
+    own = {"lr": "lr_finetune" if fine else "lr",
+           "epochs": "epochs_finetune" if fine else ("epochs_clean" if config.objective == CLEAN else "epochs_adversarial")}
+    changed = {}
+    for attribute, field in own.items():
+        value = getattr(config, attribute)
+        if value is not None and value != out[field]:
+            changed[field] = {"budget": out[field], "used": value}
+            out[field] = value
+    if changed:
+        out[SET_BY_READINGS] = changed
+    return out
+
+
+def as_registered(budget: dict) -> dict:
+    """A recorded budget with the fields its row's readings set put back to the budget's values (as_run):
+    the budget the run was asked for, which protocols, overrides and folders are judged by."""
+    changed = budget.get(SET_BY_READINGS) or {}
+    return {**{k: v for k, v in budget.items() if k != SET_BY_READINGS},
+            **{field: entry["budget"] for field, entry in changed.items()}}
+
+
 def modes_of(budget: dict) -> list[str]:
     """The acceleration modes a recorded budget (a result's "budget") switched on beyond the registered
     budget of its name (all that are on, for an unregistered one)."""
+    budget = as_registered(budget)
     registered = dataclasses.asdict(BUDGETS[budget["name"]]) if budget.get("name") in BUDGETS else {}
     defaults = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in ACCELERATION_FIELDS}
     base = {k: registered.get(k, defaults[k]) for k in ACCELERATION_FIELDS}
@@ -233,6 +264,7 @@ def overrides_of(budget: dict) -> dict:
     """The fields of a budget (a result's recorded "budget", or Budget.overrides') that differ from the
     registered budget of its name, acceleration modes and reporting fields left out, as JSON values; a late
     field a record predates counts as its default. All fields but the name for an unregistered budget."""
+    budget = as_registered(budget)
     registered = BUDGETS.get(budget.get("name"))
     late = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in LATE_FIELDS}
     mine = json.loads(json.dumps({**late, **budget}))  # tuples as the lists a JSON record holds
@@ -247,7 +279,8 @@ def protocol_of(budget: dict) -> dict:
     """A budget's fields as recorded (a result's "budget"), with the late fields a record predates
     filled with their defaults, and the fields Budget.protocol leaves out left out."""
     defaults = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in LATE_FIELDS}
-    return {k: v for k, v in {**defaults, **budget}.items() if k not in ACCELERATION_FIELDS + REPORTING_FIELDS}
+    return {k: v for k, v in {**defaults, **as_registered(budget)}.items()
+            if k not in ACCELERATION_FIELDS + REPORTING_FIELDS}
 TRAINING_FIELDS = (
     "dataset", "n_train", "width", "batch_size", "epochs_clean", "epochs_adversarial", "epochs_finetune",
     "lr", "lr_finetune", "momentum", "weight_decay", "nesterov", "schedule", "train_attack_steps",
@@ -351,6 +384,18 @@ CIFAR_CPU = dataclasses.replace(
 )
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in (SMOKE, CIFAR_CPU, PAPER)}
+
+
+def budget_from_record(recorded: dict) -> Budget:
+    """The Budget a result record ran under (its "budget"), the fields added since it was written at their
+    defaults; ValueError naming the fields where the record is not a budget."""
+    known = {f.name: f for f in dataclasses.fields(Budget)}
+    values = {k: tuple(v) if k == "ladder_epochs" and isinstance(v, list) else v
+              for k, v in as_registered(recorded).items() if k in known}
+    missing = [f.name for f in known.values() if f.name not in values and f.default is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"the record's budget lacks {', '.join(missing)}: not a budget repro wrote")
+    return Budget(**values)
 
 
 def get_budget(name: str, overrides: dict[str, str] | None = None) -> Budget:

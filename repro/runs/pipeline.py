@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from repro.paper.budgets import ACCELERATION_FIELDS, BUDGETS, Budget
+from repro.paper.budgets import ACCELERATION_FIELDS, BUDGETS, Budget, as_run
 from repro.runs.checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_json, run_lock, state_digest,
                                    state_fingerprint)
 from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, LAST_EPOCH, NORMAL, Configuration
@@ -222,7 +222,7 @@ class Pipeline:
             "config": asdict(config),
             "metrics": metrics,
             "series": series,  # per-row arrays (BN layers, confidences, logits) for the cross-row claims
-            "budget": asdict(s.budget),
+            "budget": as_run(s.budget, config),  # the values this row ran with; readings' changes named
             "seed": s.seed,
             "variants": training_variants(s.variants),  # the open choices' non-default readings
             "provenance": {

@@ -72,7 +72,8 @@ def _cell(claim: dict, records: dict[str, dict], epoch: int, labels: dict[str, s
     if missing:
         return f"missing ({', '.join(sorted({m.split('.')[0] for m in missing}))})"
     for row in sorted(rows):
-        found = degeneracy(results[row], results[row]["metrics"])
+        # The record as kept, with the point's metrics: its clean logits are the end's, never a point's.
+        found = degeneracy(records[row], results[row]["metrics"])
         if found.degenerate:
             return f"not judged ({row} {found.label})"
     unlike = unlike_reason(records, claim_rows_in_order(claim))

@@ -9,35 +9,21 @@ Table 2's verdicts come from the error model (repro/verdicts/error_model.py).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from repro.paper.budgets import Budget, modes_of, protocol_of
-from repro.paper.configs import CONFIGURATIONS
-from repro.paper.expected import TABLE2_METRICS
-from repro.paper.variants import describe
+from repro.paper.budgets import Budget, budget_from_record, modes_of, protocol_of
+from repro.paper.configs import CONFIGURATIONS, NORMAL
 from repro.runs.checkpoint import atomic_write_bytes
 from repro.runs.seeds import mean_records, missing_seeds
-from repro.verdicts.claims import FAILS, HOLDS, MISSING as CLAIM_MISSING, NOT_JUDGED, OTHER_BUDGET, ClaimVerdict
-from repro.verdicts.claims import claim_rows_in_order, judge_claims
+from repro.verdicts.claims import ClaimVerdict, claim_rows_in_order, judge_claims
 from repro.verdicts.degenerate import Degeneracy, degenerate_rows
-from repro.verdicts.determinism import starting_normal_lines
-from repro.verdicts.error_model import CONSISTENT, INCONSISTENT, MISSING
+from repro.verdicts.determinism import not_like_for_like, starting_normal_lines
 from repro.verdicts.like_for_like import unlike_reason
 from repro.verdicts.outcome import VERDICTS_NAME, exit_code, headline, verdicts_record
-from repro.verdicts.table2 import (
-    PAPER_ATTACK,
-    Row,
-    attack_of,
-    by_seed,
-    error_model_lines,
-    interval_text,
-    metric_label,
-    separation_notes,
-    table2_rows,
-)
+from repro.verdicts.report_text import markdown_text, terminal_text
+from repro.verdicts.table2 import Row, attack_of, by_seed, separation_notes, table2_rows
 from repro.verdicts.trends import mean_curve, trend_text
 
 REPORT_NAME = "report.md"
@@ -58,56 +44,6 @@ def collect_results(run_folder: Path, budget: Budget | None = None) -> dict[str,
             if budget is None or protocol_of(record.get("budget", {})) == budget.protocol():
                 results[config_id] = record
     return results
-
-
-def provenance_lines(results: dict[str, dict] | list[dict]) -> list[str]:
-    """Budget, seeds, device, code, versions and data of result records (a dict by id, or a list)."""
-    records = list(results.values()) if isinstance(results, dict) else list(results)
-    if not records:
-        return ["no results found"]
-    first = records[0]
-    commits = sorted({r["provenance"]["git_commit"] for r in records})
-    # Every record's versions and data, not the first's only: seeds run on other machines, or before a
-    # download was verified, differ there (one "; "-separated entry per distinct set).
-    versions = "; ".join(sorted({", ".join(f"{k} {v}" for k, v in r["provenance"]["versions"].items()) for r in records}))
-    data = "; ".join(sorted({f"{d['dataset']}, checksums {d['checksum_status']}, {d['n_train']} train images"
-                             for d in (r["provenance"]["data"] for r in records)}))
-    return [
-        f"budget: {first['budget']['name']} (width {first['budget']['width']}, dataset {first['budget']['dataset']})",
-        f"seeds: {', '.join(str(s) for s in sorted({r['seed'] for r in records}))}",
-        f"device: {', '.join(sorted({r['provenance']['device'] for r in records}))}",
-        f"code: {', '.join(commits)}",
-        f"versions: {versions}",
-        f"data: {data}",
-        # The open choices' readings (repro/paper/variants.py); one run folder holds one set of readings.
-        f"readings: {'; '.join(sorted({describe(r.get('variants')) for r in records}))}",
-    ]
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _measured(row: Row) -> str:
-    """The value (one seed), mean ± SD over seeds, or which seeds are missing."""
-    if row.seeds.missing:
-        return f"— (no seed {', '.join(map(str, row.seeds.missing))})" if row.seeds.values else "—"
-    if len(row.seeds.values) == 1:
-        return _fmt(row.measured)
-    return f"{row.measured:.2f} ± {row.seeds.sd:.2f} ({len(row.seeds.values)} seeds)"
-
-
-def _cells(row: Row) -> dict[str, str]:
-    """The verdict columns of one Table 2 metric as text."""
-    j = row.judgement
-    return {
-        "measured": _measured(row),
-        "delta": "—" if j is None else f"{j.measured - j.paper:+.2f}",
-        "sigma": "—" if j is None else f"{j.error.sigma:.2f}",
-        "tolerance": "—" if j is None else f"±{j.error.tolerance:.2f}",
-        "z": "—" if j is None or not j.judged else f"{j.z_score:+.2f}",
-        "interval": "—" if j is None else interval_text(j),
-    }
 
 
 @dataclass(frozen=True)
@@ -168,8 +104,15 @@ def report_content(expected: dict, per_seed: dict[int, dict[str, dict]], seeds: 
     # Like for like on each seed's records (seed means carry no budget or configuration).
     settings = [per_seed.get(s, {}) for s in seeds]
 
+    started_elsewhere = not_like_for_like(per_seed, seeds)  # {"seedS/row": what differs from the NORMAL beside it}
+
     def unlike(claim):
-        return next(filter(None, (unlike_reason(r, claim_rows_in_order(claim)) for r in settings)), None)
+        rows = claim_rows_in_order(claim)
+        if NORMAL.id in rows:
+            for key, why in started_elsewhere.items():
+                if key.split("/")[1] in rows:
+                    return f"{key} did not start from the NORMAL beside it ({why})"
+        return next(filter(None, (unlike_reason(r, rows) for r in settings)), None)
 
     claims = judge_claims(expected, results, budget_name, incomplete, degenerate, unlike)
     return ReportContent(records, seeds, incomplete, budget_name, table2_name,
@@ -179,121 +122,18 @@ def report_content(expected: dict, per_seed: dict[int, dict[str, dict]], seeds: 
                          degenerate)
 
 
-def table2_summary(content: ReportContent) -> str:
-    """One line: how many Table 2 metrics were judged at this budget and how many were inconsistent."""
-    counts = Counter(row.verdict for row in content.rows)
-    total = len(content.rows)
-    missing = f" ({counts[MISSING]} missing)" if counts[MISSING] else ""
-    collapsed = sum(row.config_id in content.degenerate and row.judgement is not None for row in content.rows)
-    missing += f" ({collapsed} of degenerate rows, never judged)" if collapsed else ""
-    if not content.applies:
-        return (f"Table 2: {total - counts[MISSING]} metrics shown, not judged at {content.table2_name} "
-                f"(judged at {', '.join(content.table2_budgets)} only){missing}")
-    return (f"Table 2: {counts[CONSISTENT] + counts[INCONSISTENT]} metrics judged at {content.table2_name}: "
-            f"{counts[CONSISTENT]} consistent with the paper, {counts[INCONSISTENT]} inconsistent{missing}")
-
-
-def claims_summary(content: ReportContent, shown: str = "below") -> str:
-    """One line: how many claims were judged at this budget and how many of them hold or fail; how many
-    of this budget's claims could not be judged (inputs missing, a degenerate row, rows not like for
-    like), counted apart; and how many are judged only at other budgets (shown for information)."""
-    counts = Counter(v.verdict for v in content.claims)
-    parts = [f"{counts[HOLDS]} hold"] + ([f"{counts[FAILS]} FAIL"] if counts[FAILS] else [])
-    line = f"claims: {counts[HOLDS] + counts[FAILS]} judged at {content.budget_name}: {', '.join(parts)}"
-    collapsed = sum(v.verdict == NOT_JUDGED and " is degenerate" in v.reason for v in content.claims)
-    why = ([f"{counts[CLAIM_MISSING]} missing inputs"] if counts[CLAIM_MISSING] else []) + (
-        [f"{collapsed} reading a degenerate row"] if collapsed else []) + (
-        [f"{counts[NOT_JUDGED] - collapsed} rows not like for like"] if counts[NOT_JUDGED] - collapsed else [])
-    if why:
-        line += f"; {counts[CLAIM_MISSING] + counts[NOT_JUDGED]} not judged ({', '.join(why)})"
-    if counts[OTHER_BUDGET]:
-        line += f"; {counts[OTHER_BUDGET]} judged at other budgets, shown {shown} for information"
-    return line
-
-
-def _render_markdown(expected: dict, content: ReportContent, figures=()) -> str:
-    seeds = content.seeds
-    out = ["# Reproduction report: On Fragile Features and Batch Normalization in Adversarial Training", "",
-           f"**{content.headline}**", ""]
-    out += [f"- {line}" for line in provenance_lines(content.records)]
-    out += [f"- {config_id}: no result for seed {', '.join(map(str, absent))}"
-            for config_id, absent in content.incomplete.items()]
-    out += ["", f"**{table2_summary(content)}**  ", f"**{claims_summary(content)}**"]
-    heading = "" if len(seeds) == 1 else f", mean ± SD over seeds {', '.join(map(str, seeds))}"
-    out += ["", f"## Table 2 (errors in %{heading})", "", table2_summary(content), ""]
-    if not content.applies:
-        out += [f"Verdicts apply at budgets {', '.join(content.table2_budgets)} only; "
-                f"at budget {content.table2_name} the numbers are shown, not judged.", ""]
-    paper_n = expected["error_model"]["paper_evaluation_sets"]["robust_error"]["n"]
-    out += [f"Robust errors: ours from {content.attack}, the paper's from {PAPER_ATTACK} on its first {paper_n} "
-            "test images (Section 3.2).", ""]
-    out += ["| Model | metric | paper | measured | Δ | σ | tolerance | z | interval | verdict |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    for row in content.rows:
-        c = _cells(row)
-        out.append(f"| {row.label} | {metric_label(row.metric, content.attack)} | {row.paper:.2f} | {c['measured']} | {c['delta']} "
-                   f"| {c['sigma']} | {c['tolerance']} | {c['z']} | {c['interval']} | {row.verdict} |")
-    out += ["", "### Error model", ""] + error_model_lines(expected, content.rows)
-    if content.notes:
-        out += ["", "### Rows a claim separates that the data cannot", ""] + [f"- {note}" for note in content.notes]
-    if content.runs:
-        out += ["", "### Runs of one row and seed", "",
-                "NORMAL's record beside the NORMAL each fine-tuning row started from (repro/verdicts/determinism.py):", ""]
-        out += [f"- {line}" for line in content.runs]
-    claims_on = "" if len(seeds) == 1 else " (on seed means)"
-    out += ["", f"## Claims{claims_on}", "", claims_summary(content), "",
-            "| claim | verdict | relation (measured) | paper's sentence |", "|---|---|---|---|"]
-    for v in content.claims:
-        relation = v.relation.replace("|", "\\|")  # |diff| relations inside a Markdown table cell
-        out.append(f"| {v.id} | {v.verdict} | {relation} | {v.claim['sentence']} ({v.claim['source']}) |")
-    if content.trends:
-        out += ["", "## Learning curves: where each row was heading", "",
-                "The curve's last interval (repro/runs/curves.py); reported, never used to select weights.", ""]
-        out += [f"- {label}: {text}" for label, text in content.trends]
-    if figures:
-        out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
-    return "\n".join(out) + "\n"
-
-
-def _render_terminal(content: ReportContent) -> str:
-    lines = [content.headline, ""] + provenance_lines(content.records) + ["", table2_summary(content)]
-    width = max(len(metric_label(m, content.attack)) for m in TABLE2_METRICS)
-    lines.append(f"{'Model':<30} {'metric':<{width}} {'paper':>6} {'measured':>22} {'Δ':>6} {'tol':>7} {'z':>6} "
-                 f"{'interval':<16} verdict")
-    for row in content.rows:
-        c = _cells(row)
-        metric = metric_label(row.metric, content.attack)
-        lines.append(f"{row.label:<30} {metric:<{width}} {row.paper:>6.2f} {c['measured']:>22} {c['delta']:>6} "
-                     f"{c['tolerance']:>7} {c['z']:>6} {c['interval']:<16} {row.verdict}")
-    if content.runs:
-        lines += ["", "runs of one row and seed (NORMAL beside the NORMAL each fine-tuning row started from):"]
-        lines += [f"  {line}" for line in content.runs]
-    judged = [v for v in content.claims if v.verdict != OTHER_BUDGET]
-    others = [v for v in content.claims if v.verdict == OTHER_BUDGET]
-    lines += ["", claims_summary(content)]
-    lines += [f"{v.verdict:<10} {v.id}: {v.relation}" for v in judged]
-    if others:
-        lines += ["", f"judged at other budgets, for information (n/a at {content.budget_name}):"]
-        lines += [f"{v.verdict:<10} {v.id}: {v.relation}" for v in others]
-    if content.trends:
-        lines += ["", "where each row was heading (learning curve, last interval):"]
-        lines += [f"  {label:<30} {text}" for label, text in content.trends]
-    lines += ["", "in short:", f"  {table2_summary(content)}", f"  {claims_summary(content, shown='above')}"]
-    return "\n".join(lines)
-
-
 def render_markdown(expected: dict, results: dict[str, dict], budget_name: str, figures: list[str] = (),
                     table2_name: str | None = None) -> str:
     """One run folder's report as Markdown; Table 2 is judged under `table2_name` (default `budget_name`)."""
     per_seed = by_seed(results)
     content = report_content(expected, per_seed, sorted(per_seed) or [0], budget_name, table2_name or budget_name)
-    return _render_markdown(expected, content, figures)
+    return markdown_text(expected, content, figures)
 
 
 def render_terminal(expected: dict, results: dict[str, dict], budget_name: str, table2_name: str | None = None) -> str:
     """Table 2 and the claims as a fixed-width terminal table; Table 2 judged as in render_markdown."""
     per_seed = by_seed(results)
-    return _render_terminal(report_content(expected, per_seed, sorted(per_seed) or [0], budget_name,
+    return terminal_text(report_content(expected, per_seed, sorted(per_seed) or [0], budget_name,
                                            table2_name or budget_name))
 
 
@@ -318,13 +158,33 @@ class WrittenReport(NamedTuple):
     code: int
 
 
+def _texts(expected: dict, content: ReportContent, figures=()) -> tuple[str, bytes]:
+    """report.md's Markdown and verdicts.json's bytes of `content`."""
+    record = verdicts_record(content, content.code)
+    return markdown_text(expected, content, figures), (json.dumps(record, indent=1) + "\n").encode()
+
+
 def _write(folder: Path, expected: dict, content: ReportContent, figures=()) -> WrittenReport:
     """report.md and verdicts.json (repro/verdicts/outcome.py) of `content` in `folder`."""
+    markdown, verdicts = _texts(expected, content, figures)
     path = Path(folder) / REPORT_NAME
-    atomic_write_bytes(path, _render_markdown(expected, content, figures).encode())
-    record = verdicts_record(content, content.code)
-    atomic_write_bytes(Path(folder) / VERDICTS_NAME, (json.dumps(record, indent=1) + "\n").encode())
-    return WrittenReport(_render_terminal(content), path, content.code)
+    atomic_write_bytes(path, markdown.encode())
+    atomic_write_bytes(Path(folder) / VERDICTS_NAME, verdicts)
+    return WrittenReport(terminal_text(content), path, content.code)
+
+
+def _seed_content(run_folder: Path, expected: dict, budget: Budget) -> tuple[ReportContent, list[str]]:
+    results = collect_results(run_folder, budget)
+    table2_name = _judged_name(budget, list(results.values()))
+    figures = sorted(str(p.relative_to(run_folder)) for p in Path(run_folder).glob("figures/*.png"))
+    per_seed = by_seed(results)
+    return report_content(expected, per_seed, sorted(per_seed) or [0], budget.name, table2_name), figures
+
+
+def _seeds_content(budget_folder: Path, seeds: list[int], expected: dict, budget: Budget) -> ReportContent:
+    per_seed = {seed: collect_results(Path(budget_folder) / f"seed{seed}", budget) for seed in seeds}
+    table2_name = _judged_name(budget, [r for results in per_seed.values() for r in results.values()])
+    return report_content(expected, per_seed, seeds, budget.name, table2_name)
 
 
 def write_report(run_folder: Path, expected: dict, budget: Budget) -> WrittenReport:
@@ -334,11 +194,7 @@ def write_report(run_folder: Path, expected: dict, budget: Budget) -> WrittenRep
     registered one without overrides (Budget.table2_name) and every record's data has verified
     checksums; claims apply under overrides and on unverified data too.
     """
-    results = collect_results(run_folder, budget)
-    table2_name = _judged_name(budget, list(results.values()))
-    figures = sorted(str(p.relative_to(run_folder)) for p in Path(run_folder).glob("figures/*.png"))
-    per_seed = by_seed(results)
-    content = report_content(expected, per_seed, sorted(per_seed) or [0], budget.name, table2_name)
+    content, figures = _seed_content(run_folder, expected, budget)
     return _write(run_folder, expected, content, figures)
 
 
@@ -349,7 +205,34 @@ def write_seed_report(budget_folder: Path, seeds: list[int], expected: dict, bud
 
     A row lacking a seed is reported missing, never averaged over fewer.
     """
-    per_seed = {seed: collect_results(Path(budget_folder) / f"seed{seed}", budget) for seed in seeds}
-    table2_name = _judged_name(budget, [r for results in per_seed.values() for r in results.values()])
-    content = report_content(expected, per_seed, seeds, budget.name, table2_name)
-    return _write(budget_folder, expected, content)
+    return _write(budget_folder, expected, _seeds_content(budget_folder, seeds, expected, budget))
+
+
+def report_scope(folder: Path) -> tuple[Budget, list[int] | None]:
+    """What a report folder covers, read from its records: the budget they ran under, and the seeds of a
+    budget folder (OUT/BUDGET, its seedS folders) or None for one seed's folder (OUT/BUDGET/seedS)."""
+    folder = Path(folder)
+    seeds = sorted(int(p.name[4:]) for p in folder.glob("seed*") if p.name[4:].isdigit() and p.is_dir())
+    paths = sorted(folder.glob("seed*/*/result.json") if seeds else folder.glob("*/result.json"))
+    if not paths:
+        raise ValueError(f"{folder} holds no result.json; a report folder is OUT/BUDGET or OUT/BUDGET/seedS")
+    try:
+        budget = budget_from_record(json.loads(paths[0].read_text())["budget"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{paths[0]}: no budget to report under ({error}); rerun `repro evaluate` for that row") from None
+    return budget, seeds or None
+
+
+def rendered(folder: Path, expected: dict) -> tuple[str, bytes]:
+    """report.md and verdicts.json of `folder` as its records give them now (report_scope), nothing written:
+    what a committed report must equal, so that it cannot go stale."""
+    budget, seeds = report_scope(folder)
+    if seeds is None:
+        return _texts(expected, *_seed_content(folder, expected, budget))
+    return _texts(expected, _seeds_content(folder, seeds, expected, budget))
+
+
+def refresh(folder: Path, expected: dict) -> WrittenReport:
+    """Write `folder`'s report.md and verdicts.json again from its records (report_scope)."""
+    budget, seeds = report_scope(folder)
+    return write_report(folder, expected, budget) if seeds is None else write_seed_report(folder, seeds, expected, budget)

@@ -25,7 +25,7 @@ from repro.runs.pipeline import Pipeline, RunSettings
 from repro.runs.run_state import CHECKPOINT_NAME
 from repro.verdicts.compare import comparison_rows, render_comparison
 from repro.verdicts.error_model import metric_error
-from repro.verdicts.report import provenance_lines
+from repro.verdicts.report_text import provenance_lines
 from tests.conftest import make_micro_budget
 from tests.unit.cli.test_cli import MICRO, MICRO_SETS
 

@@ -81,3 +81,15 @@ def test_a_paired_runs_folder_holds_the_normal_its_rows_started_from(trained):
     record = paired.result(NORMAL)
     assert record["budget"]["bf16"] is False and (paired.run_folder / NORMAL.id / "result.json").exists(), (
         "the report of the bf16 folder shows the fp32 NORMAL its fine-tuning rows started from")
+
+
+def test_a_result_records_the_fine_tuning_rate_its_reading_set(trained):
+    from repro.paper.budgets import as_registered, protocol_of
+
+    pipeline, _ = trained
+    fast = Pipeline(dataclasses.replace(pipeline.settings, variants={"finetune_lr": "0.1"}))
+    recorded = fast.result(BN_PARAMS)["budget"]
+    assert (recorded["lr_finetune"], recorded["set_by_readings"]) == (0.1, {"lr_finetune": {"budget": BUDGET.lr_finetune,
+                                                                                           "used": 0.1}}), recorded
+    assert protocol_of(recorded) == BUDGET.protocol() and as_registered(recorded)["lr_finetune"] == BUDGET.lr_finetune, (
+        "the budget asked for stays what protocols and folders are judged by")

@@ -107,3 +107,16 @@ def test_the_ladder_judges_no_point_where_a_row_collapsed():
         record["budget"]["name"] = "cifar_cpu"
     cells = dict((c["id"], o) for c, o in ladder_claims(EXPECTED, results))["bn_only_params_slight_robustness"]
     assert cells[1].startswith("not judged (bn_only_params degenerate") and cells[2] in ("holds", "does not hold"), cells
+
+
+def test_a_ladder_point_is_not_judged_degenerate_on_the_ends_logits():
+    results = canned(SMOKE)
+    base = results["bn_only_params"]["metrics"]
+    one_class = [10.0 if k == 2 else 0.0 for _ in range(100) for k in range(10)]  # the end answers class 2 only
+    results["bn_only_params"]["series"] = {"logits_clean": one_class}
+    results["bn_only_params"]["ladder"] = [{"epoch": 1, "metrics": dict(base)}, {"epoch": 2, "metrics": dict(base)}]
+    for record in results.values():
+        record["budget"]["name"] = "cifar_cpu"
+    cells = dict((c["id"], o) for c, o in ladder_claims(EXPECTED, results))["bn_only_params_slight_robustness"]
+    assert not cells[1].startswith("not judged"), (
+        f"epoch 1's weights are not the end's: the end's one-class logits say nothing of them: {cells}")

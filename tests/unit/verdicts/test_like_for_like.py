@@ -118,3 +118,19 @@ def test_the_ladder_refuses_rows_evaluated_under_two_protocols(tmp_path, capsys)
     code = main(["ladder", *folders, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "n_robust 1000 vs 500" in err and err.count("\n") == 1, (code, err)
+
+
+def test_a_claim_on_normal_and_a_row_fine_tuned_from_another_normal_is_not_judged():
+    from repro.verdicts.report import report_content
+
+    results = canned(CIFAR_CPU)
+    hashes = {"git_commit": "a" * 40, "hardware": {"cpu_model": "Test CPU", "cpu_capability": "AVX2", "torch_threads": 2},
+              "data_sha256": {"train_sha256": "d"}}
+    results["normal"]["provenance"] = {**results["normal"]["provenance"], **hashes, "weights_sha256": "normal-1"}
+    results["bn_params"]["provenance"] = {**results["bn_params"]["provenance"], **hashes, "git_commit": "b" * 40,
+                                          "weights_sha256": "bn", "initial_weights_sha256": "normal-2"}
+    content = report_content(EXPECTED, {0: results}, [0], "cifar_cpu", "cifar_cpu")
+    verdicts = {v.id: v for v in content.claims}
+    against_normal, other = verdicts["bn_params_more_robust_than_normal"], verdicts["bn_params_more_robust_than_bn_only_params"]
+    assert against_normal.verdict == "not judged" and "seed0/bn_params did not start from the NORMAL beside it" in \
+        against_normal.reason and other.verdict != "not judged", (against_normal.reason, other.verdict)

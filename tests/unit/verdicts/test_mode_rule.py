@@ -129,3 +129,20 @@ def test_the_rendering_opens_with_the_outcome_and_its_counts():
     assert first.startswith(f"**{UNDECIDED}**: 1 of 33 metrics flagged (Holm), 0 of 3 shift tests fired"), first
     flagged = [line for line in text.splitlines() if line.endswith("| FLAGGED |")]
     assert len(flagged) == 1 and flagged[0].startswith("| NORMAL +BN ONLY | clean_error | 36.00 (1) | 44.00 (1) | +8.00 |"), flagged
+
+
+def test_a_row_trained_under_another_reading_on_one_side_is_not_judged():
+    reference, mode = runs(BASE), runs(shifted(BASE, 5, rows={"bn_params"}))
+    mode["bn_params"]["config"]["lr"] = 0.1  # the mode's BN PARAMS fine-tuned at another rate
+    reference["bn_params"]["config"]["trainable"] = mode["bn_params"]["config"]["trainable"] = ["bn"]
+    verdict = mode_verdict({1: reference}, {1: mode}, EXPECTED)
+    reasons = {n.row: n.reason for n in verdict.not_judged}
+    assert "bn_params" in reasons and "lr: None vs 0.1" in reasons["bn_params"] and verdict.outcome == APPROVED, (
+        f"a move between two readings is not the mode's: {reasons}, {verdict.outcome}")
+
+
+def test_one_huge_move_on_one_seed_is_not_taken_for_a_shift_of_every_row():
+    verdict = mode_verdict({1: runs(BASE)}, {1: runs(shifted(BASE, 20, rows={"adv"}))}, EXPECTED)
+    assert verdict.outcome == UNDECIDED and not any(s.fired for s in verdict.shifts), (
+        f"ADV alone moved 20 SDs on one seed: a second seed settles it; no shift test may fire on it: "
+        f"{verdict.outcome}, {[(s.metric, round(s.stouffer_z, 2)) for s in verdict.shifts]}")

@@ -18,12 +18,12 @@ from repro.runs.curves import pack_wrong
 from repro.verdicts.claims import claim_rows
 from repro.verdicts.report import (
     collect_results,
-    provenance_lines,
     render_markdown,
     render_terminal,
     write_report,
     write_seed_report,
 )
+from repro.verdicts.report_text import provenance_lines
 from tests.unit.paper.test_expected import EXPECTED
 from tests.unit.verdicts.test_report import PROVENANCE, markdown_row, records, smoke_records, terminal, write_runs
 
@@ -141,7 +141,7 @@ def test_table2_names_every_budget_its_verdicts_apply_at():
 def test_markdown_sections_say_what_they_list():
     lines = one_seed_markdown().splitlines()
     for sentence in ("NORMAL's record beside the NORMAL each fine-tuning row started from (repro/verdicts/determinism.py):",
-                     "The curve's last interval (repro/runs/curves.py); reported, never used to select weights."):
+                     "The curve's last epoch (repro/verdicts/trends.py); reported, never used to select weights."):
         assert sentence in lines, f"report.md must introduce its section with {sentence!r}"
 
 
@@ -340,7 +340,7 @@ def test_terminal_sections_open_after_a_blank_line():
     opened = [lines[i + 1] for i, line in enumerate(lines) if line == ""]
     assert [line.split(":")[0] for line in opened] == [
         "budget", "Table 2", "runs of one row and seed (NORMAL beside the NORMAL each fine-tuning row started from)", "claims",
-        "judged at other budgets, for information (n/a at smoke)", "where each row was heading (learning curve, last interval)",
+        "judged at other budgets, for information (n/a at smoke)", "where each row was heading (learning curve, last epoch)",
         "in short"], f"each section must open, after one blank line, with the words that say what it lists: {opened}"
     assert "" not in opened, "one blank line between sections, never two"
 
