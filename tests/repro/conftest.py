@@ -58,7 +58,8 @@ def pytest_collection_modifyitems(config, items):
     budget = chosen_budget(config)
     chosen_variants(config)
     for item in items:
-        if "tests/repro" in item.nodeid.replace(os.sep, "/"):
+        # The paper_path tier has its own marker and CI step: it is not part of `pytest -m slow`.
+        if "tests/repro" in item.nodeid.replace(os.sep, "/") and item.get_closest_marker("paper_path") is None:
             item.add_marker(pytest.mark.slow)
             if budget.needs_gpu:
                 item.add_marker(pytest.mark.gpu)

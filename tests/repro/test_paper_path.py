@@ -92,7 +92,7 @@ def paper_run(tmp_path_factory):
     write_cifar_format(root / "data")
     sets = [arg for field, value in SHRINK.items() for arg in ("--set", f"{field}={value}")]
     calls, printed = [], io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         spy_on_attacks(patch, calls)
         shorten_the_ensemble(patch)
         code = main(["reproduce", "--budget", "paper", *sets, "--data-dir", str(root / "data"), "--no-gate",
@@ -132,7 +132,6 @@ def test_report_shows_table2_unjudged_under_overrides(paper_run):
 
 def test_report_judges_the_claims_at_paper(paper_run):
     _, _, folder, _ = paper_run
-    report = (folder / "report.md").read_text()
     at_paper = sum("paper" in claim["budgets"] for claim in load_expected()["claims"])
     verdicts = json.loads((folder / "verdicts.json").read_text())["claims"]
     here = [c for c in verdicts if c["judged_here"]]
