@@ -82,7 +82,7 @@ def settings_from(args) -> RunSettings:
     budget = get_budget(args.budget, parse_overrides(args.set))
     device = resolve_device(args.device)
     applied = None
-    if args.selfcheck:  # only the modes that selfcheck approved (issues 13 and 28)
+    if args.selfcheck:  # only the modes that selfcheck approved
         budget, applied = apply_selfcheck(budget, selfcheck_record(args.selfcheck, budget, device, args.out), device)
     plan(budget, device)  # bf16/compile run on any device; compile without a compiler is refused now, not mid-run
     return RunSettings(

@@ -1,4 +1,4 @@
-"""Learning curves drawn (issue 23): robust and clean error against training progress, the paper's value dashed.
+"""Learning curves drawn: robust and clean error against training progress, the paper's value dashed.
 
 One line per row (and per run folder, where several are compared, e.g. the fine-tuning ladder's
 readings); the y values are the curve's slice errors (repro/runs/curves.py: the first few hundred

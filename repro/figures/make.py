@@ -92,7 +92,7 @@ def make_figures(run_folder: Path, budget: Budget, seed: int, device: torch.devi
         figure3_logits: ALL_LOGITS or MAX_LOGIT, what Figure 3's logit histogram counts.
 
     Returns the written paths: figure1.json, figure1.png, figure2.json, ... figure3.png, and the
-    learning curves of every row with a result (curves.json, curves.png; issue 23).
+    learning curves of every row with a result (curves.json, curves.png).
     """
     from repro.figures import plots  # matplotlib only when drawing
     from repro.figures.curves import curve_series, write_curves

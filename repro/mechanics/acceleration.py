@@ -2,7 +2,7 @@
 
 - channels_last memory format (budget.channels_last): on by default on CUDA (NHWC convolutions
   run faster on tensor cores), off by default on a CPU; on CPUs with AVX-512 it measured 1.2-1.3x
-  faster too (issue 28), so a CPU selfcheck measures it and switches it on where it passed;
+  faster too (results/cifar_cpu/selfcheck), so a CPU selfcheck measures it and switches it on where it passed;
 - bf16 autocast of the network's forward pass (budget.bf16). The attack's perturbation, sign step
   and projection stay in fp32: they act on the images outside the network, and the logits are
   returned in fp32. Autocast exists on a CPU too, so `--set bf16=true` runs there (slowly);
@@ -150,7 +150,7 @@ def refusals(record: dict) -> dict[str, dict[str, dict]]:
 def refused_switches(record: dict, budget_name: str | None) -> dict[str, str]:
     """{switch: why} for the arithmetic switches a selfcheck `record` refuses at `budget_name`: a
     comparison of all rows in a mode with the fp32 evidence found a number moved beyond noise
-    (issue 28; written by `repro compare --refuse-into`)."""
+    (written by `repro compare --refuse-into`)."""
     return {switch: refusal["reason"] for switch, refusal in refusals(record).get(budget_name, {}).items()}
 
 

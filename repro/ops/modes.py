@@ -3,8 +3,8 @@
 A mode is the paper budget at the selfcheck's width and batch with speed-ups switched on, run
 through the same acceleration.plan/wrap that training and evaluation use. On CUDA the modes are
 fp32, bf16 and compiled (channels_last on, the device's default); on a CPU channels_last is a mode
-of its own, alone and with bf16 (issue 28: on CPUs with AVX512-BF16/AMX, bf16 + channels_last ran
-the training steps 2.2x faster than eager fp32), and bf16 is refused where the CPU has no native
+of its own, alone and with bf16 (on CPUs with AVX512-BF16/AMX, bf16 + channels_last ran the training
+steps 1.8-2.6x faster than eager fp32: results/cifar_cpu/selfcheck), and bf16 is refused where the CPU has no native
 bf16 instructions.
 """
 

@@ -1,6 +1,6 @@
 """`repro selfcheck`: is this device ready for the paper budget, and which speed-ups has it earned?
 
-One command, run before a nightly (issues 13 and 28): the environment; measured images/s of NORMAL's
+One command, run before a nightly: the environment; measured images/s of NORMAL's
 clean step with its AutoAugment, ADV's PGD-10 step, ADV BN ONLY's step and APGD-CE in every mode
 (repro/ops/modes.py: fp32, bf16, compiled; on a CPU also channels_last and bf16 + channels_last), and
 of two rows at once on the one device; whether each mode leaves the clean error, PGD and APGD-CE as

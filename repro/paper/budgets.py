@@ -5,7 +5,7 @@ AutoAugment for the baseline, and PGD-10 at eps = 8/255). Every such choice is a
 its reason; code never branches on a budget's name. Any field can be overridden from the
 command line (`--set field=value`).
 
-At ~375 lines this module is over the ~300 the style guide asks (issue 22): the Budget fields, each
+At ~375 lines this module is over the ~300 the style guide asks: the Budget fields, each
 with its reason, the three budgets that fill them, and the parsing of `--set` read as one table of
 choices; split, a field's reason would sit apart from the values that use it.
 """
@@ -89,7 +89,7 @@ class Budget:
     # images, PGD with the evaluation's settings but curve_pgd_steps iterations; 0 images: no curve.
     curve_images: int = 500
     curve_pgd_steps: int = 5
-    # Epochs at which training also keeps the weights, each then evaluated like the end (issue 23's ladder).
+    # Epochs at which training also keeps the weights, each then evaluated like the end (the fine-tuning ladder).
     ladder_epochs: tuple[int, ...] = ()
 
     def __post_init__(self):
@@ -211,7 +211,7 @@ class Budget:
         return self.n_train or CIFAR10_SIZES[0]
 
 
-# Speed-ups that must change no number beyond noise; a passing selfcheck switches them on (issue 28).
+# Speed-ups that must change no number beyond noise; a passing selfcheck switches them on.
 ACCELERATION_FIELDS = ("bf16", "compile", "channels_last")
 # Fields added after result records were first written; a record without one held its default.
 LATE_FIELDS = ("channels_last", "curve_images", "curve_pgd_steps", "ladder_epochs")

@@ -259,7 +259,7 @@ CHOICES: dict[str, Choice] = {c.id: c for c in (
                     "the paper gives no fine-tuning epochs; the paper budget takes a quarter of the from-scratch "
                     "schedule, the CPU budgets what a CPU affords"),
             Reading("8", "eight epochs, the learning rate decaying over all eight",
-                    "issue 23: whether BN PARAMS' missing robustness at cifar_cpu is the one-epoch budget; measured "
+                    "whether BN PARAMS' missing robustness at cifar_cpu is the one-epoch budget; measured "
                     "there (seed 0, full evaluations after 1, 2, 4 and 8 epochs, results/cifar_cpu/ladder): at lr "
                     "0.01 BN PARAMS' APGD-CE error goes 94.0 -> 92.4 -> 90.0 -> 88.4 %, its curve flat from epoch 5",
                     changes=_each(FINE_TUNING_ROWS, epochs=8)),
@@ -275,7 +275,7 @@ CHOICES: dict[str, Choice] = {c.id: c for c in (
             Reading("budget", "the budget's lr_finetune (paper and cifar_cpu 0.01, smoke 0.05)",
                     "the paper gives no rate; 0.01 is the from-scratch rate after its first decay"),
             Reading("0.1", "0.1, the from-scratch peak rate, decaying as the budget's schedule says",
-                    "issue 23: BN parameters are few (0.15%, Table 1) and may need larger steps; measured at "
+                    "BN parameters are few (0.15%, Table 1) and may need larger steps; measured at "
                     "cifar_cpu with finetune_epochs=8 (seed 0, results/cifar_cpu/ladder): BN PARAMS' APGD-CE error "
                     "84.1 -> 83.3 -> 79.1 -> 78.0 % after 1, 2, 4, 8 epochs (lr 0.01: 94.0 -> 88.4)",
                     changes=_each(FINE_TUNED_PARAMETER_ROWS, lr=0.1)),

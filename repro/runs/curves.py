@@ -1,4 +1,4 @@
-"""Learning curves (issue 23): where a run is heading, measured while it trains, never used to select weights.
+"""Learning curves: where a run is heading, measured while it trains, never used to select weights.
 
 A point is taken before the first step, after every epoch, and, in runs of at most two epochs, at
 three more evenly spaced steps inside each epoch (so every epoch has four points). Each point

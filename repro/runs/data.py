@@ -56,7 +56,7 @@ class Dataset:
         """SHA-256 of the arrays as loaded and used: training images and labels, test images and labels.
 
         Whatever the files' checksum status: two machines that unpacked the offline copy with other
-        image decoders read other arrays, and this is what tells (issue 24).
+        image decoders read other arrays, and this is what tells.
         """
         return {"train_sha256": array_digest(self.train_images, self.train_labels),
                 "test_sha256": array_digest(self.test_images, self.test_labels)}
@@ -85,7 +85,7 @@ def synthetic_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     other class (so classes overlap), smooth nuisance, pixel noise, and a random translation.
     A small ResNet-20 learns it to far above chance in a minute on a CPU, PGD at 8/255 removes
     most of that accuracy, and adversarial training keeps much of it: measured in the repository's
-    tests and in the issue notes, not assumed.
+    tests (tests/unit/runs/test_data.py; the smoke tier's sanity claims), not assumed.
     """
     task = torch.Generator().manual_seed(SYNTHETIC_TASK_SEED)
     prototypes = F.interpolate(torch.randn(10, 3, 4, 4, generator=task), size=32, mode="bicubic")

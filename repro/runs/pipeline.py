@@ -240,7 +240,7 @@ class Pipeline:
             "wall_seconds": {"train": train_seconds, **{f"eval_{k}": v for k, v in timings.items()},
                              "eval_total": time.perf_counter() - started},
         }
-        if s.budget.ladder_epochs:  # the weights of earlier epochs, evaluated as the end's (issue 23)
+        if s.budget.ladder_epochs:  # the weights of earlier epochs, evaluated as the end's (the fine-tuning ladder)
             record["ladder"] = self._ladder(config, metrics)
         points = training_curve(self.folder(config))
         if points:  # where training was heading (repro/runs/curves.py); none in runs that predate curves

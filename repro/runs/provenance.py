@@ -75,7 +75,7 @@ def device_description(device: torch.device | str) -> str:
 
 
 # Environment variables that cap the instruction set torch's own kernels (ATen) and oneDNN's dispatch to,
-# without changing the CPU model. Measured (issue 24): NORMAL at cifar_cpu, 2560 images, 2 epochs, fp32,
+# without changing the CPU model. Measured (results/cifar_cpu/determinism/kernels.md): NORMAL at cifar_cpu, 2560 images, 2 epochs, fp32,
 # same data and seed: ONEDNN_MAX_CPU_ISA=AVX2 alone, ATEN_CPU_CAPABILITY=avx2 alone, and both, each gave
 # other weights than the default (AVX512); ONEDNN_MAX_CPU_ISA=AVX512_CORE gave the default's.
 KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE")
@@ -115,7 +115,7 @@ def nvidia_driver() -> str:
 
 
 def hardware(device: torch.device | str) -> dict:
-    """What a number was computed on, as far as it decides the arithmetic (issue 24).
+    """What a number was computed on, as far as it decides the arithmetic.
 
     CPU: model, torch's dispatch capability (e.g. AVX512: which oneDNN/ATen kernels run, hence their
     rounding), any KERNEL_ENV cap set in the environment, machine, torch's intra-op threads. CUDA adds the device name, compute capability,

@@ -1,7 +1,8 @@
 """Two runs of the same rows side by side: does each metric agree within the two-run band?
 
-For checking that something which must not move a number did not (issue 28: a selfcheck-approved
-acceleration mode against the fp32 evidence; issue 24: a rerun against a kept record). The band is
+For checking that something which must not move a number did not (a selfcheck-approved acceleration
+mode against the fp32 evidence, results/cifar_cpu/cifar_cpu@bf16; a rerun against a kept record,
+results/cifar_cpu/determinism/rerun-fp32). The band is
 the history's (repro/verdicts/history.py allowed_move): z times the binomial standard errors of both
 runs at their mean rate plus the row kind's seed-to-seed prior once per run. Within the band is what
 two seeds of one experiment would show; outside it is a move to explain.

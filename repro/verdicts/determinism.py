@@ -1,7 +1,7 @@
 """Two runs of one row and seed compared: same inputs, same weights, and when not, what the records say why.
 
-On a CPU this code trains bit for bit the same weights from the same inputs (issue 24: measured, twice
-at once, under load). So when two runs of one row and seed share the commit that produced them, the
+On a CPU this code trains bit for bit the same weights from the same inputs (measured twice at once,
+under load: tests/repro/test_determinism.py; results/cifar_cpu/determinism). So when two runs of one row and seed share the commit that produced them, the
 data they read (SHA-256 of the arrays as loaded), the hardware (runs.provenance.hardware_key: CPU model,
 kernel capability, threads; on CUDA the device, CUDA and cuDNN), the library versions (torch,
 torchvision, ...: where both runs recorded them), the readings, the budget's overrides and its
@@ -20,7 +20,7 @@ from repro.paper.configs import CONFIGURATIONS, FROM_NORMAL, NORMAL
 from repro.runs.provenance import hardware_key
 
 SAME, DEFECT, EXPLAINED, UNKNOWN = "same weights", "non-deterministic", "different inputs", "cannot be compared"
-HASHED = ("weights_sha256", "data_sha256", "hardware")  # what a record must carry to be compared (issue 24)
+HASHED = ("weights_sha256", "data_sha256", "hardware")  # what a record must carry to be compared
 
 
 def short(commit: str) -> str:

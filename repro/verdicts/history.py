@@ -121,7 +121,7 @@ def read_history(path: Path) -> list[dict]:
 def allowed_move(metric: str, row: str, before: dict, after: dict, model: dict | None = None) -> float | None:
     """How far (percentage points) an error rate may move between two nights before it is flagged.
 
-    The error model of repro/verdicts/error_model.py (issue 11), applied to a difference of two nights
+    The error model of repro/verdicts/error_model.py, applied to a difference of two nights
     instead of to ours-against-the-paper's: each night's binomial standard error at the rate
     both nights estimate if nothing changed (their mean) and at its own n, plus the row kind's
     seed-to-seed prior once per night (a GPU rerun is not bitwise repeatable, and a harmless
@@ -239,7 +239,7 @@ class WeightComparison:
 
 def weight_comparisons(entries: list[dict]) -> list[WeightComparison]:
     """Consecutive nights of each series (row and seed under one budget and readings) whose weights
-    differ or cannot be compared (issue 24): non-determinism where nothing recorded explains it."""
+    differ or cannot be compared (repro/verdicts/determinism.py): non-determinism where nothing recorded explains it."""
     runs: dict[Series, list[dict]] = {}
     for key, points in series(entries).items():
         runs.setdefault(key._replace(metric=""), points)  # one metric's entries stand for the record

@@ -77,7 +77,7 @@ def _weight_lines(comparisons: list[WeightComparison], index: dict[str, int]) ->
                      else f"  {where}: {nights_text}: {c.why}; expected, not flagged")
     if unknown:
         lines.append(f"  {unknown} pair(s) of nights cannot be compared: entries without the weights, data or hardware "
-                     "hashes (results or history written before issue 24)")
+                     "hashes (results or history written before those hashes were recorded)")
     return lines
 
 

@@ -140,7 +140,7 @@ def render_terminal(expected: dict, results: dict[str, dict], budget_name: str, 
 def _judged_name(budget: Budget, records: list[dict]) -> str:
     """The name Table 2 is judged under: the budget's, unless overrides, unverified data or acceleration
     modes no selfcheck approved rule it out. A mode a passing selfcheck switched on (recorded in the
-    result's provenance) is the protocol run faster, and judged (issue 27)."""
+    result's provenance) is the protocol run faster, and judged."""
     statuses = {r["provenance"]["data"]["checksum_status"] for r in records}
     suffix = " (data without verified checksums)" if statuses - {"verified"} else ""
     unapproved = sorted({mode for r in records if not r["provenance"].get("selfcheck")

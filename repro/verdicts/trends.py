@@ -1,4 +1,4 @@
-"""Where each row was heading when training stopped: the learning curve's last epoch (issue 23).
+"""Where each row was heading when training stopped: the learning curve's last epoch.
 
 The report says, per row, how the PGD error on the curve's slice (repro/runs/curves.py) moved over the
 curve's last epoch, per epoch. The two points are on the same images, so the move is judged on the
