@@ -226,6 +226,17 @@ def _shifts(entries: list[ModeEntry], alpha: float) -> list[ShiftTest]:
     return out
 
 
+def _same_weights(reference: dict[int, dict], mode: dict[int, dict]) -> str | None:
+    """Why not to judge a row whose every mode seed holds the very weights of its reference seed (as the
+    NORMAL that --paired-normal trains once without the mode and copies beside the mode's rows): equal by
+    construction, so no evidence about the mode; None otherwise."""
+    hashes = [(reference.get(seed, {}).get("provenance", {}).get("weights_sha256"),
+               record.get("provenance", {}).get("weights_sha256")) for seed, record in mode.items()]
+    if hashes and all(a is not None and a == b for a, b in hashes):
+        return "the same weights on both sides (trained once without the mode and shared): not evidence about the mode"
+    return None
+
+
 def mode_verdict(reference: dict[int, dict[str, dict]], mode: dict[int, dict[str, dict]], expected: dict,
                  allow_unpaired: bool = False) -> ModeVerdict:
     """Judge a mode's runs against the reference's (fp32), as a family (the rule: module docstring).
@@ -244,7 +255,7 @@ def mode_verdict(reference: dict[int, dict[str, dict]], mode: dict[int, dict[str
         if row not in ref_rows or row not in mode_rows:
             not_judged.append(NotJudged(row, f"only in the {'reference' if row in ref_rows else 'mode'} runs"))
             continue
-        unlike = _same_training(ref_rows[row], mode_rows[row])
+        unlike = _same_weights(ref_rows[row], mode_rows[row]) or _same_training(ref_rows[row], mode_rows[row])
         if unlike:
             not_judged.append(NotJudged(row, unlike))
             continue

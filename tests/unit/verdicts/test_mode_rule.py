@@ -146,3 +146,15 @@ def test_one_huge_move_on_one_seed_is_not_taken_for_a_shift_of_every_row():
     assert verdict.outcome == UNDECIDED and not any(s.fired for s in verdict.shifts), (
         f"ADV alone moved 20 SDs on one seed: a second seed settles it; no shift test may fire on it: "
         f"{verdict.outcome}, {[(s.metric, round(s.stouffer_z, 2)) for s in verdict.shifts]}")
+
+
+def test_a_row_holding_the_reference_weights_on_the_mode_side_is_not_judged():
+    # --paired-normal trains NORMAL once without the mode and puts that record beside the mode's rows.
+    reference, mode = runs(BASE), runs(BASE)
+    for side in (reference, mode):
+        side["normal"]["provenance"]["weights_sha256"] = "one-normal"
+    mode["bn_params"]["provenance"]["weights_sha256"] = "bf16-bn-params"
+    verdict = mode_verdict({1: reference}, {1: mode}, EXPECTED)
+    judged = {e.row for e in verdict.entries}
+    assert "normal" not in judged and "bn_params" in judged, \
+        f"a shared record is equal by construction and must not count for the mode: {sorted(judged)}"
