@@ -53,6 +53,9 @@ MODULES = {
     "report": ("verdicts/report", ["tests/unit/verdicts/test_report.py", "tests/unit/verdicts/test_report_text.py"]),
     "data": ("runs/data", ["tests/unit/runs/test_data.py", "tests/unit/runs/test_evaluate.py", "tests/unit/runs/test_provenance.py"]),
     "augmentation": ("runs/augmentation", ["tests/unit/runs/test_augmentation.py"]),
+    "degenerate": ("verdicts/degenerate", ["tests/unit/verdicts/test_degenerate.py"]),
+    "mode_rule": ("verdicts/mode_rule", ["tests/unit/verdicts/test_mode_rule.py"]),
+    "like_for_like": ("verdicts/like_for_like", ["tests/unit/verdicts/test_like_for_like.py"]),
     # short files first: --recheck runs the files in this order and stops at the first failure;
     # test_snapshots: train() saves the fine-tuning ladder's snapshots
     "training": ("runs/training", ["tests/unit/runs/test_curves.py", "tests/unit/runs/test_snapshots.py",

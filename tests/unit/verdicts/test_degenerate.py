@@ -34,6 +34,45 @@ def test_a_clean_error_within_three_binomial_ses_of_chance_is_degenerate(clean_e
     assert found.status == status, f"clean error {clean_error} % with evenly spread answers: {found.status}"
 
 
+@pytest.mark.parametrize("clean_error, n, status", [
+    (89.1, 10_000, DEGENERATE),  # exactly 3 SEs below chance still counts as chance
+    (89.102, 10_000, DEGENERATE), (89.098, 10_000, CLASSIFIES),  # the SE is 0.3 points: sqrt(0.9 * 0.1 / n)
+    (85.6, 400, DEGENERATE), (85.4, 400, CLASSIFIES),  # and grows as 1 / sqrt(n): 1.5 points on 400 images
+])
+def test_the_chance_band_is_three_binomial_ses_at_ninety_percent(clean_error, n, status):
+    found = degeneracy(counted(0.1, n=n, clean_error=clean_error))
+    assert found.status == status, f"clean error {clean_error} % on {n} images: {found.status} ({found.reason})"
+
+
+def test_the_reasons_name_the_share_the_class_and_the_source():
+    collapsed_ = degeneracy(counted(0.8, top=2))
+    assert (collapsed_.top_class, collapsed_.share) == (2, 0.8) and collapsed_.reason == (
+        "class 2 takes 80.0 % of predictions on the clean test set"), collapsed_
+    fine = degeneracy(counted(0.2, top=5))
+    assert (fine.status, fine.top_class, fine.share) == (CLASSIFIES, 5, 0.2) and fine.reason == (
+        "largest class share 20.0 % on the clean test set, clean error not at chance") and \
+        fine.source == "the clean test set", fine
+    at_chance = degeneracy(counted(0.2, top=5, clean_error=90.0))
+    assert (at_chance.status, at_chance.top_class, at_chance.share, at_chance.source) == (
+        DEGENERATE, 5, 0.2, "the clean test set"), f"a model at chance keeps its counts on record: {at_chance}"
+
+
+def test_an_older_record_without_counts_says_what_is_missing():
+    found = degeneracy({"metrics": {"clean_error": 40.0, "n_clean": 10_000}})
+    assert found.reason == "clean error 40.00 % is not at chance, and no predicted-class counts were recorded" and \
+        found.source == "no predicted-class counts recorded", found
+    bare = degeneracy({})  # a record with no metrics block at all
+    assert bare.status == UNCHECKED and bare.reason == "no clean error or class counts recorded", bare
+
+
+def test_over_one_seed_the_reason_names_no_seed_and_over_several_it_does():
+    record = counted(0.9, top=1)
+    one = degenerate_rows({0: {"bn_only_params": record}}, [0])["bn_only_params"]
+    two = degenerate_rows({1: {"bn_only_params": record}}, [0, 1])["bn_only_params"]  # seed 0 not run at all
+    assert not one.reason.startswith("seed") and two.reason.startswith("seed 1: class 1 takes 90.0 %"), (one, two)
+    assert (two.status, two.top_class, two.share, two.source) == (one.status, 1, 0.9, one.source), two
+
+
 def test_the_label_names_the_class_and_its_share():
     assert degeneracy(counted(0.987, top=6)).label == "degenerate (predicts class 6 for 98.7 % of images)"
 
