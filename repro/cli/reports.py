@@ -63,6 +63,8 @@ def add_commands(sub, common) -> None:
     p.add_argument("--refresh", action="store_true",
                    help="first write every report.md and verdicts.json under --results again from their records")
     p.add_argument("--readme", metavar="FILE", help="also put the table into FILE between its status markers")
+    p.add_argument("--figure", metavar="PNG", help="also draw the evidence beside the paper into PNG: Table 2 of one "
+                                                   "seed's report, and the fine-tuning ladder (e.g. docs/status.png)")
     p.set_defaults(func=cmd_status)
 
 
@@ -272,4 +274,8 @@ def cmd_status(args) -> int:
                              "<!-- status:end --> where the table goes")
         readme.write_text(embed(text, table))
     print(table, end="")
+    if args.figure:
+        from repro.figures.status_figure import write_status_figure
+
+        print(f"figure: {write_status_figure(results, Path(args.figure), load_expected())}")
     return 0
