@@ -119,7 +119,7 @@ def _check(path, where, check):
 def _scale_expectations(path, where, claim, scale_budgets):
     """Each small budget's stated expectation: judged there (in `budgets`) exactly when expected to hold.
 
-    Issue 12: at a budget far below the paper's, whether a claim should hold is decided, with a
+    At a budget far below the paper's, whether a claim should hold is decided, with a
     reason, before the run, so an outcome cannot be explained away afterwards.
     """
     stated = claim.get("scale_expectations", {})
