@@ -1,6 +1,6 @@
 """The paper budget's projected wall time from measured throughput, on 1, 4 and 8 GPUs.
 
-Rows are placed on GPUs as the nightly runs them (README, "Reproducing the paper"): NORMAL and the
+Rows are placed on GPUs as the nightly runs them (docs/cluster.md): NORMAL and the
 other from-scratch rows start at once, the fine-tuning rows (Table 1 "Fine-tune") wait for NORMAL.
 """
 

@@ -54,16 +54,22 @@ def test_nightly_runs_the_tier_once_over_all_seeds():
 
 
 def documented_submit_commands() -> list[tuple[str, str]]:
-    """(file, command) for every `repro submit` command written out in the README and the nightly
-    workflow (backslash continuations joined, a leading `#` dropped)."""
+    """(file, command) for every `repro submit` command written out in the README, the pages under docs/
+    and the nightly workflow (backslash continuations joined, a leading `#` dropped)."""
     found = []
-    for path in (ROOT / "README.md", WORKFLOWS / "nightly.yml"):
+    for path in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), WORKFLOWS / "nightly.yml"):
         text = path.read_text().replace("\\\n", " ")
         for line in text.splitlines():
             line = line.strip().lstrip("#").strip()
             if line.startswith("repro submit ") or line.startswith("sudo repro submit "):
                 found.append((path.name, line.split("#  ")[0].split("  #")[0]))
     return found
+
+
+def test_the_readme_and_the_cluster_page_write_out_submit_commands():
+    where = {w for w, _ in documented_submit_commands()}
+    assert {"README.md", "cluster.md", "nightly.yml"} <= where, (
+        f"the recommended nightly (README), the cluster page and the workflow each write one out: {where}")
 
 
 @pytest.mark.parametrize("where, command", documented_submit_commands())
