@@ -379,7 +379,7 @@ CIFAR_CPU = dataclasses.replace(
     epochs_adversarial=1,  # PGD-5 costs ~6x a clean step: ADV's one epoch measured 19 min
     # Fine-tuning: the cheapest reading under which the central claim can be judged on a model that
     # classifies (results/cifar_cpu/paired, docs/evidence.md; one fp32 NORMAL, seed 0): BN PARAMS at lr 0.1
-    # gave APGD-CE error 87.7 % after 1 epoch and 85.8 % after 2 (both above the 85 % that
+    # gave APGD-CE error 87.7 % after 1 epoch and 85.8 % after 2 (bf16 + channels_last; both above the 85 % that
     # bn_params_more_robust_than_normal allows against NORMAL's 100 %), 80.8 % after 4 (fp32). lr 0.01
     # stays a named reading (finetune_lr=0.01): 97.3 % after 1 epoch, 88.4 % after 8.
     epochs_finetune=4,
