@@ -54,6 +54,26 @@ def class_counts(predictions: torch.Tensor) -> list[int]:
     return torch.bincount(predictions.flatten().long().cpu(), minlength=NUM_CLASSES).tolist()
 
 
+@torch.no_grad()
+def feature_spread(model: nn.Module, images: torch.Tensor, batch_size: int) -> dict:
+    """How much the logit layer's input (the pooled features) depends on the image, on `images`:
+    "sd_over_images", the SD over images of each feature channel averaged over channels, and
+    "zero_share", the share of channels that are zero for every image (their ReLUs off whatever the
+    input). A model whose features do not depend on the image answers one class for every image,
+    its logits the logit layer's bias: this is what tells that collapse from a weak classifier."""
+    layer = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    seen = []
+    hook = layer.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].float()))
+    try:
+        predict(model, images, batch_size)
+    finally:
+        hook.remove()
+    features = torch.cat(seen)
+    return {"sd_over_images": features.std(0).mean().item(),
+            "zero_share": (features.abs().amax(0) == 0).float().mean().item(),
+            "n_images": len(features)}
+
+
 def pgd_logits(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, budget: Budget, seed: int) -> torch.Tensor:
     """Logits (N, classes) on PGD examples of `images` (eval-mode BN); batch at offset i seeds seed + i."""
     out = []
@@ -139,6 +159,7 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
     """
     freeze_for_evaluation(model)
     normalized_weight = mean_normalized_weight(model)
+    spread = feature_spread(model, robust_eval_subset(data, budget.n_robust)[0], budget.eval_batch_size)
     series = {"mean_m_per_layer": mean_m_per_layer(model), "mean_abs_gamma_per_layer": mean_abs_gamma_per_layer(model)}
     model = accelerated(model, budget, data.test_images.device)  # the model itself on a CPU
     timings = {}
@@ -150,7 +171,7 @@ def evaluate(model: nn.Module, data: Dataset, budget: Budget, seed: int) -> tupl
     images, labels = robust_eval_subset(data, budget.n_robust)
     started = time.perf_counter()
     metrics = {"clean_error": clean, "n_clean": n_test, "n_robust": len(labels),
-               "mean_normalized_weight": normalized_weight}
+               "mean_normalized_weight": normalized_weight, "features": spread}
     adversarial = pgd_logits(model, images, labels, budget, seed)
     metrics.update(pgd_evaluation(model, images, labels, budget, seed, logits=adversarial))
     subset_clean = clean_logits(model, images, budget.eval_batch_size)

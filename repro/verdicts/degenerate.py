@@ -26,6 +26,7 @@ neither says anything the row "cannot be checked".
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ class Degeneracy:
     share: float | None  # its share of the predictions (0-1)
     source: str  # which predictions: "the clean test set", or "inferred from ..." for older records
     reason: str  # why, in words
+    features: str = ""  # how far the logit layer's input depends on the image, where the record measured it
 
     @property
     def degenerate(self) -> bool:
@@ -60,9 +62,10 @@ class Degeneracy:
     @property
     def label(self) -> str:
         """How tables show the row: 'degenerate (predicts class 3 for 100.0 % of images)'."""
+        features = f"; {self.features}" if self.features else ""
         if self.top_class is not None and self.share is not None and self.share >= MAJORITY_SHARE:
-            return f"degenerate (predicts class {self.top_class} for {100 * self.share:.1f} % of images)"
-        return f"degenerate ({self.reason})"
+            return f"degenerate (predicts class {self.top_class} for {100 * self.share:.1f} % of images{features})"
+        return f"degenerate ({self.reason}{features})"
 
 
 def chance_error(n_classes: int = N_CLASSES) -> float:
@@ -95,9 +98,29 @@ def _inferred_counts(record: dict) -> tuple[list[int], str] | None:
     return counts, f"inferred from the clean logits kept on the first {len(rows)} test images"
 
 
+def features_text(metrics: dict) -> str:
+    """What the record measured of the logit layer's input (repro/runs/evaluate.py feature_spread), in
+    words; "" where it did not. A collapse whose features do not depend on the image (SD near 0, channels
+    zero for every image: the ReLUs before the pooling off whatever the input) answers the logit layer's
+    bias for every image, which no attack can move."""
+    spread = metrics.get("features")
+    if not isinstance(spread, dict) or not all(isinstance(spread.get(k), (int, float))
+                                               for k in ("sd_over_images", "zero_share", "n_images")):
+        return ""
+    return (f"features over the first {spread['n_images']:.0f} test images: SD {spread['sd_over_images']:.4f}, "
+            f"{100 * spread['zero_share']:.0f} % of channels zero for every image")
+
+
 def degeneracy(record: dict, metrics: dict | None = None) -> Degeneracy:
     """The rule above applied to one result record (`metrics`: a ladder point's, else the record's)."""
     metrics = record.get("metrics", {}) if metrics is None else metrics
+    found = _degeneracy(record, metrics)
+    if found.degenerate and features_text(metrics):
+        return dataclasses.replace(found, features=features_text(metrics))
+    return found
+
+
+def _degeneracy(record: dict, metrics: dict) -> Degeneracy:
     counted = (metrics.get("predicted_classes") or {}).get("clean_test")
     if counted and sum(counted):
         counts, source = counted, PREDICTION_SETS["clean_test"]
@@ -134,8 +157,7 @@ def degenerate_rows(per_seed: dict[int, dict[str, dict]], seeds: list[int]) -> d
             found = degeneracy(record) if record is not None else None
             if found is not None and found.degenerate:
                 if len(seeds) > 1:
-                    found = Degeneracy(found.status, found.top_class, found.share, found.source,
-                                       f"seed {seed}: {found.reason}")
+                    found = dataclasses.replace(found, reason=f"seed {seed}: {found.reason}")
                 out[config_id] = found
                 break
     return out

@@ -371,3 +371,18 @@ def test_the_attacked_counts_are_the_attacks_predictions(model_and_images, monke
     assert (counts["robust_attack"], counts["robust_clean"]) == (attacked.tolist(), clean.tolist()), (
         f"the robust attack's counts are of the examples it returned {attacked.tolist()}, the clean ones of the "
         f"images {clean.tolist()}: {counts}")
+
+
+def test_features_that_no_image_turns_on_are_measured_as_constant():
+    from repro.runs.evaluate import feature_spread
+
+    torch.manual_seed(0)
+    model = ResNet20(width=2).eval()
+    images = torch.rand(32, 3, 32, 32)
+    alive = feature_spread(model, images, 16)
+    with torch.no_grad():
+        model.blocks[-1].bn2.bias.fill_(-1e3)  # the last ReLU's input below zero whatever the image
+    dead = feature_spread(model, images, 16)
+    assert alive["sd_over_images"] > 0 and alive["zero_share"] < 1, f"a fresh model's features vary: {alive}"
+    assert (dead["sd_over_images"], dead["zero_share"], dead["n_images"]) == (0.0, 1.0, 32), (
+        f"with the last block's ReLU off for every image the features are constant and all zero: {dead}")

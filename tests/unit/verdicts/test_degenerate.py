@@ -159,3 +159,17 @@ def test_a_ladder_point_is_not_judged_degenerate_on_the_ends_logits():
     cells = dict((c["id"], o) for c, o in ladder_claims(EXPECTED, results))["bn_only_params_slight_robustness"]
     assert not cells[1].startswith("not judged"), (
         f"epoch 1's weights are not the end's: the end's one-class logits say nothing of them: {cells}")
+
+
+def test_a_degenerate_rows_label_says_what_its_features_measured():
+    record = counted(1.0, top=2)
+    record["metrics"]["features"] = {"sd_over_images": 0.00004, "zero_share": 0.98, "n_images": 1000}
+    assert degeneracy(record).label == ("degenerate (predicts class 2 for 100.0 % of images; features over the first "
+                                        "1000 test images: SD 0.0000, 98 % of channels zero for every image)"), (
+        "a collapsed row's label names how far its features still depend on the image")
+
+
+def test_a_classifying_rows_features_are_not_called_a_collapse():
+    record = counted(0.2)
+    record["metrics"]["features"] = {"sd_over_images": 0.5, "zero_share": 0.0, "n_images": 1000}
+    assert degeneracy(record).features == "", "only a degenerate row carries the features in its label"
