@@ -275,6 +275,16 @@ def overrides_of(budget: dict) -> dict:
             if k not in ACCELERATION_FIELDS + REPORTING_FIELDS and k in theirs and v != theirs[k]}
 
 
+def row_overrides_of(budget: dict, config) -> dict:
+    """overrides_of a row's recorded budget, restricted to what that row's numbers depend on: every
+    evaluation field, and of the training fields only those its own training reads (row_training_fields),
+    so NORMAL's record is not marked by a change of the fine-tuning rate it never used."""
+    own = set(row_training_fields(config))
+    by_readings = set(budget.get(SET_BY_READINGS) or {})  # the row's readings set these, and say so themselves
+    return {k: v for k, v in overrides_of(budget).items()
+            if (k not in TRAINING_FIELDS or k in own) and k not in by_readings}
+
+
 def protocol_of(budget: dict) -> dict:
     """A budget's fields as recorded (a result's "budget"), with the late fields a record predates
     filled with their defaults, and the fields Budget.protocol leaves out left out."""

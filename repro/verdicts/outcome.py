@@ -18,8 +18,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from repro.paper.budgets import row_overrides_of
+from repro.paper.configs import CONFIGURATIONS
+
 from repro.verdicts.claims import FAILS, HOLDS, JUDGED, MISSING, NOT_JUDGED, OTHER_BUDGET, STATUS
 from repro.verdicts.error_model import CONSISTENT, INCONSISTENT
+from repro.verdicts.like_for_like import SCHEDULE_CHOICES
 
 EXIT_HOLDS, EXIT_FAILS, EXIT_USAGE, EXIT_NOTHING_JUDGED = 0, 1, 2, 3
 OUTCOME = {EXIT_HOLDS: "holds", EXIT_FAILS: "does not hold", EXIT_NOTHING_JUDGED: "nothing judged"}
@@ -65,11 +69,27 @@ def headline(budget_name: str, code: int, table2_verdicts: list[str], claim_verd
     return f"verdict: {OUTCOME[code]} (exit {code}): " + "; ".join(parts)
 
 
+def reading_of(record: dict) -> str:
+    """What a result record ran beyond its budget's registered protocol, in words: its readings
+    ("finetune_lr=0.1") and the fields of the budget it ran under that differ from the budget of that name
+    now and that its numbers depend on ("set epochs_finetune=1"; an earlier budget's defaults read so
+    once the registered budget changed); "defaults" where neither."""
+    variants = record.get("variants") or {}
+    parts = [f"{c}={r}" for c, r in variants.items()]
+    config = CONFIGURATIONS.get((record.get("config") or {}).get("id"))
+    if config is not None and isinstance(record.get("budget"), dict):
+        # a schedule reading replaces the budget's field, also in records older than set_by_readings
+        governed = {f"{attribute}_finetune" for attribute, choice in SCHEDULE_CHOICES.items()
+                    if variants.get(choice, "budget") != "budget"}
+        parts += [f"set {k}={v}" for k, v in sorted(row_overrides_of(record["budget"], config).items())
+                  if k not in governed]
+    return "; ".join(parts) or "defaults"
+
+
 def verdicts_record(content, code: int) -> dict:
     """verdicts.json of a report (repro.verdicts.report.ReportContent): one entry per Table 2 metric
     and per claim, with the numbers each read and, where not judged, why."""
-    readings = sorted({"; ".join(f"{c}={r}" for c, r in (rec.get("variants") or {}).items()) or "defaults"
-                       for rec in content.records})
+    readings = sorted({reading_of(rec) for rec in content.records})
     degenerate = {c: {"status": d.status, "class": d.top_class, "share": d.share, "source": d.source,
                       "reason": d.reason} for c, d in content.degenerate.items()}
     table2 = []

@@ -30,6 +30,13 @@ def _table2(summary: dict) -> str:
     return f"{summary.get('consistent', 0)} consistent, {summary.get('inconsistent', 0)} inconsistent"
 
 
+def _readings(readings: list[str]) -> str:
+    """The readings of a report's records as one cell: each reading or budget field once ("defaults" where
+    no record has any)."""
+    parts = sorted({part for reading in readings for part in reading.split("; ") if part != "defaults"})
+    return "; ".join(parts) or "defaults"
+
+
 def status_line(path: Path, root: Path) -> str:
     """One Markdown table line of the report whose verdicts.json is at `path`; links relative to `root`."""
     record = json.loads(Path(path).read_text())
@@ -38,7 +45,7 @@ def status_line(path: Path, root: Path) -> str:
     folder = Path(path).parent
     report = (folder / "report.md").relative_to(root).as_posix()
     return (f"| {folder.relative_to(root).parent.as_posix()}/**{folder.name}** | {record['budget']} "
-            f"| {', '.join(map(str, record['seeds']))} | {'; '.join(record['readings'])} | {_table2(table2)} "
+            f"| {', '.join(map(str, record['seeds']))} | {_readings(record['readings'])} | {_table2(table2)} "
             f"| {claims['hold']} hold, {claims['fail']} fail, {claims['not_judged']} not judged "
             f"| {degenerate} | {record['outcome']} (exit {record['exit_code']}) | [report]({report}) |")
 

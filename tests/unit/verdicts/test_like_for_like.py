@@ -13,6 +13,10 @@ from tests.unit.paper.test_expected import EXPECTED
 from tests.unit.verdicts.test_gate import canned
 
 
+OTHER_RATE = 0.05  # a fine-tuning rate other than the budget's
+ACROSS = f"finetune_lr {OTHER_RATE:g} vs {CIFAR_CPU.lr_finetune:g}"  # how a reason names the two rates
+
+
 def fine_tuned_at(results, row, lr):
     """`results` with `row` fine-tuned at peak rate `lr` under the finetune_lr reading."""
     out = copy.deepcopy(results)
@@ -22,18 +26,18 @@ def fine_tuned_at(results, row, lr):
 
 
 def test_two_fine_tuning_rows_at_different_rates_are_not_like_for_like():
-    results = fine_tuned_at(canned(CIFAR_CPU), "bn_params", 0.1)
+    results = fine_tuned_at(canned(CIFAR_CPU), "bn_params", OTHER_RATE)
     why = unlike_reason(results, ["bn_params", "bn_only_params"])
-    assert why == "rows under different readings (finetune_lr 0.1 vs 0.01): bn_params and bn_only_params", why
+    assert why == f"rows under different readings ({ACROSS}): bn_params and bn_only_params", why
 
 
 def test_two_fine_tuning_rows_at_one_rate_are_like_for_like():
-    results = fine_tuned_at(fine_tuned_at(canned(CIFAR_CPU), "bn_params", 0.1), "bn_only_params", 0.1)
-    assert unlike_reason(results, {"bn_params", "bn_only_params"}) is None, "both at lr 0.1: one reading"
+    results = fine_tuned_at(fine_tuned_at(canned(CIFAR_CPU), "bn_params", OTHER_RATE), "bn_only_params", OTHER_RATE)
+    assert unlike_reason(results, {"bn_params", "bn_only_params"}) is None, "both at one rate: one reading"
 
 
 def test_normal_and_a_row_fine_tuned_from_it_differ_only_by_design():
-    results = fine_tuned_at(canned(CIFAR_CPU), "bn_params", 0.1)
+    results = fine_tuned_at(canned(CIFAR_CPU), "bn_params", OTHER_RATE)
     assert unlike_reason(results, {"normal", "bn_params"}) is None, (
         "NORMAL trains from scratch, BN PARAMS fine-tunes: their schedules differ by design, and the finetune_lr "
         "reading does not change NORMAL")
@@ -53,10 +57,10 @@ def unlike_for(results):
 
 
 def test_a_claim_over_two_readings_is_not_judged_and_says_which():
-    results = fine_tuned_at(canned(CIFAR_CPU), "bn_params", 0.1)
+    results = fine_tuned_at(canned(CIFAR_CPU), "bn_params", OTHER_RATE)
     verdicts = {v.id: v for v in judge_claims(EXPECTED, results, "cifar_cpu", unlike=unlike_for(results))}
     claim = verdicts["bn_params_more_robust_than_bn_only_params"]
-    assert claim.verdict == "not judged" and "finetune_lr 0.1 vs 0.01" in claim.relation, claim
+    assert claim.verdict == "not judged" and ACROSS in claim.relation, claim
 
 
 def laddered(results, row, robust):
@@ -75,7 +79,7 @@ def write(folder, results, rows):
 
 
 def test_the_ladder_judges_no_claim_across_fine_tuning_readings(tmp_path, capsys):
-    fast = laddered(fine_tuned_at(canned(CIFAR_CPU), "bn_params", 0.1), "bn_params", {1: 90.0, 2: 80.0})
+    fast = laddered(fine_tuned_at(canned(CIFAR_CPU), "bn_params", OTHER_RATE), "bn_params", {1: 90.0, 2: 80.0})
     slow = laddered(canned(CIFAR_CPU), "bn_only_params", {1: 99.0, 2: 99.0})
     folders = [write(tmp_path / "cifar_cpu+finetune_lr=0.1" / "seed0", fast, ["normal", "bn_params"]),
                write(tmp_path / "cifar_cpu" / "seed0", slow, ["bn_only_params"])]
@@ -83,7 +87,7 @@ def test_the_ladder_judges_no_claim_across_fine_tuning_readings(tmp_path, capsys
     row = next(line for line in (tmp_path / "ladder.md").read_text().splitlines()
                if line.startswith("| bn_params_more_robust_than_bn_only_params |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")][1:3]
-    assert all(c.startswith("not judged (rows under different readings (finetune_lr 0.1 vs 0.01)") for c in cells), cells
+    assert all(c.startswith(f"not judged (rows under different readings ({ACROSS})") for c in cells), cells
 
 
 def test_the_ladder_lists_only_the_claims_judged_at_its_budget():
