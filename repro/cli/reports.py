@@ -207,7 +207,7 @@ def cmd_compare(args) -> int:
                          for c, r in rows.items()])
     expected = load_expected()
     if args.mode:
-        from repro.verdicts.mode_rule import APPROVED, REFUSED, mode_verdict, render_mode_verdict
+        from repro.verdicts.mode_rule import APPROVED, REFUSED, mode_verdict, render_mode_verdict, summary
         from repro.verdicts.outcome import EXIT_FAILS, EXIT_HOLDS, EXIT_NOTHING_JUDGED
 
         verdict = mode_verdict(reference, mode, expected)
@@ -215,7 +215,7 @@ def cmd_compare(args) -> int:
                 + render_mode_verdict(verdict, "reference", "mode"))
         code = {APPROVED: EXIT_HOLDS, REFUSED: EXIT_FAILS}.get(verdict.outcome, EXIT_NOTHING_JUDGED)
         refused = verdict.outcome == REFUSED
-        reason = "; ".join(verdict.reasons)
+        reason = "; ".join(verdict.reasons) or summary(verdict)
     else:
         (first,), (second,) = reference.values(), mode.values()
         entries = agreement(first, second, expected)
@@ -230,14 +230,15 @@ def cmd_compare(args) -> int:
         atomic_write_bytes(Path(args.out), text.encode())
     print(text)
     if args.refuse_into:
-        _refuse(args, reference, mode, refused, reason)
+        _refuse(args, reference, mode, refused, reason, approved=bool(args.mode) and code == EXIT_HOLDS)
     return gated(code, args.no_gate)
 
 
 def _refuse(args, reference: dict[int, dict[str, dict]], mode: dict[int, dict[str, dict]], refused: bool,
-            reason: str) -> None:
-    """--refuse-into: record the mode rule's refusal of the arithmetic switches the mode's rows ran with."""
-    from repro.ops.refusal import refusal, refuse_into
+            reason: str, approved: bool = False) -> None:
+    """--refuse-into: record the mode rule's verdict on the arithmetic switches the mode's rows ran with:
+    a refusal refuses them at their budget; an approval lifts an earlier refusal of them there."""
+    from repro.ops.refusal import lift_from, refusal, refuse_into
 
     if not args.mode:
         raise ValueError("--refuse-into needs the mode rule: pass the fp32 folders and --mode MODE_FOLDER ...")
@@ -247,8 +248,12 @@ def _refuse(args, reference: dict[int, dict[str, dict]], mode: dict[int, dict[st
     comparison = args.out or f"repro compare {' '.join(args.folders)} --mode {' '.join(args.mode)}"
     found = refusal(named(mode), reason, comparison, reference=named(reference)) if refused else {}
     if found:
-        approved = refuse_into(Path(args.refuse_into), found)
-        print(f"refused in {args.refuse_into}: {', '.join(found)}; approved there now: {approved}")
+        now = refuse_into(Path(args.refuse_into), found)
+        print(f"refused in {args.refuse_into}: {', '.join(found)}; approved there now: {now}")
+    elif approved:
+        lifted, now = lift_from(Path(args.refuse_into), named(mode), reason, comparison)
+        print(f"lifted in {args.refuse_into}: {', '.join(lifted)}; approved there now: {now}" if lifted else
+              f"nothing to lift in {args.refuse_into}: no refusal of the mode's switches at its budget")
     else:
         print(f"nothing refused in {args.refuse_into}: the mode rule did not refuse, or no bf16/compile was on")
 

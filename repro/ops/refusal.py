@@ -67,3 +67,23 @@ def refuse_into(path: Path, refused: dict) -> str:
     record["refused"].setdefault(budget, {}).update(refused)
     atomic_write_bytes(Path(path), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return approved_mode(record, budget)
+
+
+def lift_from(path: Path, records: dict[str, dict], finding: str, comparison: str) -> tuple[list[str], str]:
+    """The mode rule approved `records` (rows run in a mode, with the arithmetic switches switches_of
+    gives): lift the refusals of those switches at their budget from the selfcheck.json at `path`, keeping
+    each under record["lifted"][budget][switch] with the approving comparison, so the record says why the
+    switch is used again. Returns (the switches lifted, the mode now approved at the budget)."""
+    switches = switches_of(records)
+    record = json.loads(Path(path).read_text())
+    budget = next(iter(records.values()))["budget"]["name"]
+    standing = refusals(record)
+    lifted = [s for s in switches if s in standing.get(budget, {})]
+    if lifted:
+        for switch in lifted:
+            record.setdefault("lifted", {}).setdefault(budget, {})[switch] = {
+                "refusal": standing[budget].pop(switch), "comparison": comparison,
+                "reason": f"{' + '.join(switches)} approved by the mode rule: {finding}"}
+        record["refused"] = {b: found for b, found in standing.items() if found}
+        atomic_write_bytes(Path(path), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    return lifted, approved_mode(record, budget)

@@ -291,12 +291,18 @@ def mode_verdict(reference: dict[int, dict[str, dict]], mode: dict[int, dict[str
     return ModeVerdict(outcome, tuple(reasons), alpha, tuple(entries), tuple(shifts), tuple(not_judged))
 
 
+def summary(verdict: ModeVerdict) -> str:
+    """The verdict's counts in one line: metrics flagged, shift tests fired, the family-wise rate, rows not judged."""
+    v = verdict
+    return (f"{len(v.flagged)} of {len(v.entries)} metrics flagged (Holm), {sum(s.fired for s in v.shifts)} of "
+            f"{len(v.shifts)} shift tests fired, family-wise α = {v.alpha:g}, "
+            f"{len(v.not_judged)} row{'' if len(v.not_judged) == 1 else 's'} not judged")
+
+
 def render_mode_verdict(verdict: ModeVerdict, reference_name: str = "fp32", mode_name: str = "mode") -> str:
     """Markdown: one summary line (the outcome and its counts), the reasons, the shift tests, every metric."""
     v = verdict
-    out = [f"**{v.outcome}**: {len(v.flagged)} of {len(v.entries)} metrics flagged (Holm), "
-           f"{sum(s.fired for s in v.shifts)} of {len(v.shifts)} shift tests fired, family-wise α = {v.alpha:g}, "
-           f"{len(v.not_judged)} row{'' if len(v.not_judged) == 1 else 's'} not judged", ""]
+    out = [f"**{v.outcome}**: {summary(v)}", ""]
     out += [f"- {r}" for r in v.reasons] + ([""] if v.reasons else [])
     out += ["| metric kind | rows | Stouffer Z | threshold | |", "|---|---:|---:|---:|---|"]
     out += [f"| {s.metric} | {s.rows} | {s.stouffer_z:+.2f} | ±{s.threshold:.2f} | {'FIRED' if s.fired else 'within'} |"

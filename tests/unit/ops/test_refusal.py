@@ -1,5 +1,6 @@
-"""A mode whose rows moved a number beyond noise against the fp32 evidence is refused at that budget
-(issue 28): `repro compare --refuse-into` writes it, `--selfcheck` then applies the fastest mode without it."""
+"""A mode whose rows moved a number beyond noise against the fp32 evidence is refused at that budget:
+`repro compare --refuse-into` writes it, `--selfcheck` then applies the fastest mode without it; a later
+approval by the mode rule lifts it."""
 
 import copy
 import json
@@ -166,3 +167,22 @@ def test_the_refusal_names_the_switches_a_budget_set_by_hand():
         record["provenance"].pop("selfcheck")
         record["budget"] = {**record["budget"], "bf16": True}
     assert list(refusal(fast, "moved", "compare.md", reference=fp32)) == ["bf16"], "--set bf16=true is the bf16 switch"
+
+
+def test_an_approval_lifts_an_earlier_refusal_and_keeps_it_with_the_approving_comparison(tmp_path, capsys):
+    path = selfcheck_file(tmp_path)
+    refuse_into(path, refused_entry("cifar_cpu", "two of 33 metrics beyond a two-run band"))
+    assert compare(tmp_path, 0.5, path) == 0, "half a point on every seed: the rule approves"
+    record = json.loads(path.read_text())
+    budget, applied = apply_selfcheck(CIFAR_CPU, record, "cpu")
+    assert (budget.bf16, budget.channels_last) == (True, True), f"bf16 used again at cifar_cpu: {applied}"
+    kept = record["lifted"]["cifar_cpu"]["bf16"]
+    assert kept["refusal"]["reason"] == "two of 33 metrics beyond a two-run band" and "compare" in kept["comparison"], (
+        f"the lifted refusal and what lifted it stay in the record: {kept}")
+
+
+def test_an_approval_at_one_budget_leaves_a_refusal_at_another(tmp_path, capsys):
+    path = selfcheck_file(tmp_path)
+    refuse_into(path, refused_entry("paper", "moved at paper"))
+    compare(tmp_path, 0.5, path)
+    assert list(refused_switches(json.loads(path.read_text()), "paper")) == ["bf16"], "only cifar_cpu's rows were compared"
